@@ -1,0 +1,2 @@
+// Package message defines the JSON messages sestream publishes on NATS.
+package message
