@@ -1,0 +1,130 @@
+package message
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// barGlyphs are the eight heights of an entropy bar, lowest first.
+var barGlyphs = [...]rune{'▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'}
+
+// EntropyBar renders one glyph per SE block, its height the block's normalized entropy
+// (▁ = attention on one channel, █ = spread evenly). Values outside [0, 1] are clamped; NaN is '?'.
+func EntropyBar(blocks []Block) string {
+	var b strings.Builder
+	b.Grow(3 * len(blocks))
+	for i := range blocks {
+		e := blocks[i].Entropy
+		if math.IsNaN(e) {
+			b.WriteByte('?')
+			continue
+		}
+		e = min(max(e, 0), 1)
+		b.WriteRune(barGlyphs[int(math.Round(e*float64(len(barGlyphs)-1)))])
+	}
+	return b.String()
+}
+
+// Line formats a decoded message (as returned by Decode) as one human-readable line without a newline.
+func Line(v any) string {
+	switch m := v.(type) {
+	case *Result:
+		return resultLine(m)
+	case *Attention:
+		return attentionLine(m)
+	case *Event:
+		return eventLine(m)
+	case *Status:
+		return statusLine(m)
+	}
+	return fmt.Sprintf("unknown message %T", v)
+}
+
+func resultLine(r *Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s #%d", r.Stream, r.Seq)
+	switch {
+	case len(r.Top) > 0:
+		top := r.Top[0]
+		name := top.Label
+		if name == "" {
+			name = "class " + strconv.Itoa(top.Index)
+		}
+		fmt.Fprintf(&b, " %s %.3f", name, top.Score)
+	case len(r.Outputs) > 0:
+		best := 0
+		for i, x := range r.Outputs {
+			if x > r.Outputs[best] {
+				best = i
+			}
+		}
+		fmt.Fprintf(&b, " outputs[%d] max #%d %.3f", len(r.Outputs), best, r.Outputs[best])
+	default:
+		b.WriteString(" (no outputs)")
+	}
+	fmt.Fprintf(&b, " latency %.1fms (infer %.1fms, batch %d)", r.Timings.Total, r.Timings.Inference, r.Batch.Size)
+	return b.String()
+}
+
+func attentionLine(a *Attention) string {
+	if len(a.Blocks) == 0 {
+		return fmt.Sprintf("%s #%d attention (no SE blocks)", a.Stream, a.Seq)
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i := range a.Blocks {
+		lo = min(lo, a.Blocks[i].Entropy)
+		hi = max(hi, a.Blocks[i].Entropy)
+	}
+	return fmt.Sprintf("%s #%d entropy %s %.2f..%.2f (%d blocks)", a.Stream, a.Seq, EntropyBar(a.Blocks), lo, hi, len(a.Blocks))
+}
+
+func eventLine(e *Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s event %s", e.Stream, e.Kind)
+	if d := e.Details; d != nil {
+		if d.Attempt != 0 {
+			fmt.Fprintf(&b, " attempt=%d", d.Attempt)
+		}
+		if d.OutageMillis != 0 {
+			fmt.Fprintf(&b, " outage=%.0fms", d.OutageMillis)
+		}
+		if d.Block != "" {
+			fmt.Fprintf(&b, " block=%s", d.Block)
+		}
+		if d.Frame != 0 {
+			fmt.Fprintf(&b, " frame=%d", d.Frame)
+		}
+		if d.Drift != nil {
+			fmt.Fprintf(&b, " drift=%.3f", *d.Drift)
+		}
+		if d.Threshold != nil {
+			fmt.Fprintf(&b, " threshold=%.3f", *d.Threshold)
+		}
+		if len(d.TopChanged) > 0 {
+			fmt.Fprintf(&b, " channels=%v", d.TopChanged)
+		}
+		if d.Error != "" {
+			fmt.Fprintf(&b, " error=%q", d.Error)
+		}
+	}
+	return b.String()
+}
+
+func statusLine(s *Status) string {
+	var b strings.Builder
+	up := time.Duration(s.UptimeSeconds * float64(time.Second)).Round(time.Second)
+	fmt.Fprintf(&b, "status %s up %s", s.Version, up)
+	for _, st := range s.Streams {
+		fmt.Fprintf(&b, " | %s %s %.1f/%.1ffps q%d drop%d", st.Name, st.State, st.FPSIn, st.FPSOut, st.QueueDepth, st.Dropped)
+	}
+	n := s.NATS
+	conn := "disconnected"
+	if n.Connected {
+		conn = "connected"
+	}
+	fmt.Fprintf(&b, " | nats %s %s published %d buffered %d dropped %d", n.Mode, conn, n.Published, n.Buffered, n.Dropped)
+	return b.String()
+}

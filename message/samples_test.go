@@ -1,0 +1,60 @@
+package message
+
+import "time"
+
+// Sample messages shared by the tests: one of each kind, with every optional field set.
+
+func ptr[T any](v T) *T { return &v }
+
+var sampleTime = time.Date(2026, 11, 26, 19, 4, 5, 123456789, time.UTC)
+
+func sampleResult() *Result {
+	return &Result{
+		Schema: SchemaResult, Stream: "cam1", Seq: 1042, BootID: "4f1c2a9e0b7d3e55",
+		Captured: sampleTime, PTSMillis: ptr(41680.0), Width: 1280, Height: 720,
+		Batch:   Batch{ID: 131, Size: 8},
+		Model:   Model{Name: "se-mobilenet-fashion", Digest: "sha256:" + "9b1d5c0e2f7a4b3c8d6e1f0a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e"},
+		Engine:  "onnxruntime",
+		Top:     []Class{{Index: 7, Label: "sneaker", Score: 0.913}, {Index: 5, Label: "sandal", Score: 0.052}},
+		Timings: Timings{Preprocess: 1.9, Queue: 4.2, Inference: 9.8, Publish: 0.04, Total: 16.3},
+	}
+}
+
+func sampleAttention(blocks int) *Attention {
+	a := &Attention{
+		Schema: SchemaAttention, Stream: "cam1", Seq: 1042, BootID: "4f1c2a9e0b7d3e55",
+		Captured: sampleTime,
+		Model:    Model{Name: "se-mobilenet-fashion", Digest: ""},
+	}
+	for i := range blocks {
+		b := Block{
+			Name: "features." + string(rune('a'+i%26)) + ".se.gate", Order: i, Channels: 16 << (i % 4),
+			Stats: Stats{
+				Mean: 0.48, Std: 0.21, Min: 0.03, Max: 0.97, Entropy: float64(i+1) / float64(blocks+1),
+				EffectiveChannels: 12.7, Top: [][2]float64{{3, 0.97}, {11, 0.94}, {0, 0.9}, {7, 0.88}, {5, 0.85}},
+				Saturated: 0.125, Suppressed: 0.0625,
+			},
+		}
+		if i == 0 {
+			b.Drift = ptr(0.031)
+			b.Vector = []float32{0.5, 0.97, 0.03, 0.44}
+		}
+		a.Blocks = append(a.Blocks, b)
+	}
+	return a
+}
+
+func sampleEvent() *Event {
+	return &Event{
+		Schema: SchemaEvent, Stream: "cam1", BootID: "4f1c2a9e0b7d3e55", Kind: EventDriftOn, Time: sampleTime,
+		Details: &EventDetails{Block: "features.3.se.gate", Frame: 1042, Drift: ptr(0.27), Threshold: ptr(0.2), TopChanged: []int{11, 3, 40}},
+	}
+}
+
+func sampleStatus() *Status {
+	return &Status{
+		Schema: SchemaStatus, Version: "v0.1.0", BootID: "4f1c2a9e0b7d3e55", Time: sampleTime, UptimeSeconds: 3725.5,
+		Streams: []StreamStatus{{Name: "cam1", FPSIn: 25, FPSOut: 24.9, Captured: 93100, Processed: 93050, Dropped: 50, QueueDepth: 2, State: "running"}},
+		NATS:    NATSStatus{Connected: true, Mode: "jetstream", Server: "nats://127.0.0.1:4222", Reconnects: 1, Published: 186100, Buffered: 0, Dropped: 0},
+	}
+}
