@@ -1,0 +1,276 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix is the prefix of environment variables: SESTREAM_BATCH_MAX_SIZE sets batch.max_size.
+const EnvPrefix = "SESTREAM"
+
+// Per-stream defaults, applied to every entry of streams that leaves the field empty.
+const (
+	DefaultTransport        = "tcp"
+	DefaultReconnectInitial = 500 * time.Millisecond
+	DefaultReconnectMax     = 30 * time.Second
+	DefaultStallTimeout     = 10 * time.Second
+)
+
+// defaults lists every scalar key with its default. Env variables and flags can only set keys listed here.
+func defaults() map[string]any {
+	return map[string]any{
+		"queue.size":                  16,
+		"queue.policy":                "auto",
+		"preprocess.width":            0,
+		"preprocess.height":           0,
+		"preprocess.resize":           "",
+		"preprocess.color":            "",
+		"preprocess.scale":            0.0,
+		"preprocess.mean":             []float64{},
+		"preprocess.std":              []float64{},
+		"preprocess.pad":              114.0,
+		"model.path":                  "",
+		"model.labels":                "",
+		"engine.backend":              "auto",
+		"engine.threads":              2,
+		"engine.library":              "",
+		"engine.opencv_backend":       "default",
+		"engine.opencv_target":        "cpu",
+		"engine.verify":               false,
+		"batch.max_size":              8,
+		"batch.max_delay":             10 * time.Millisecond,
+		"workers":                     1,
+		"attention.top_k":             5,
+		"attention.include_vectors":   false,
+		"attention.drift.enabled":     true,
+		"attention.drift.alpha":       0.05,
+		"attention.drift.threshold":   0.1,
+		"attention.drift.hysteresis":  0.03,
+		"attention.drift.warmup":      30,
+		"nats.url":                    "",
+		"nats.embedded.listen":        "127.0.0.1:4222",
+		"nats.embedded.jetstream":     false,
+		"nats.embedded.store_dir":     "",
+		"nats.prefix":                 "sestream",
+		"nats.user":                   "",
+		"nats.password":               "",
+		"nats.token":                  "",
+		"nats.creds":                  "",
+		"nats.nkey":                   "",
+		"nats.tls.ca":                 "",
+		"nats.tls.cert":               "",
+		"nats.tls.key":                "",
+		"nats.jetstream.enabled":      false,
+		"nats.jetstream.stream":       "SESTREAM",
+		"nats.jetstream.create":       true,
+		"nats.jetstream.max_pending":  256,
+		"nats.jetstream.ack_timeout":  5 * time.Second,
+		"nats.buffer":                 4096,
+		"nats.require_connect":        false,
+		"http.listen":                 "127.0.0.1:9090",
+		"log.level":                   "info",
+		"log.format":                  "text",
+		"status.interval":             5 * time.Second,
+		"status.summary":              false,
+		"shutdown.drain_timeout":      10 * time.Second,
+	}
+}
+
+// Options says where Load reads from besides the defaults.
+type Options struct {
+	// File is a YAML config file; empty reads none.
+	File string
+	// Flags are command-line flags whose names are bound to keys by FlagKeys.
+	Flags *pflag.FlagSet
+	// FlagKeys maps a flag name to the config key it sets (e.g. "batch-size" -> "batch.max_size").
+	// A flag that was not given on the command line does not override anything.
+	FlagKeys map[string]string
+	// LookupEnv reads environment variables; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+// Load merges defaults, then the file, then SESTREAM_* environment variables, then flags, into a Config, and
+// validates it. Every problem is reported at once: the error is a *Error listing each bad key path.
+func Load(opts Options) (*Config, error) {
+	v := viper.New()
+	for key, value := range defaults() {
+		v.SetDefault(key, value)
+	}
+	var errs Error
+	if opts.File != "" {
+		v.SetConfigFile(opts.File)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, &Error{Fields: []FieldError{{Key: "--config", Reason: fmt.Sprintf("reading %s: %v", opts.File, err)}}}
+		}
+	}
+	lookup := opts.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	for _, key := range sortedKeys(defaults()) {
+		name := EnvName(key)
+		if value, ok := lookup(name); ok {
+			v.Set(key, envValue(key, value))
+		}
+	}
+	if opts.Flags != nil {
+		for flag, key := range opts.FlagKeys {
+			f := opts.Flags.Lookup(flag)
+			if f == nil {
+				return nil, fmt.Errorf("config: flag --%s is bound to %s but not defined", flag, key)
+			}
+			if f.Changed {
+				v.Set(key, flagValue(f))
+			}
+		}
+	}
+
+	var cfg Config
+	decode := func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+		dc.WeaklyTypedInput = true
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		)
+	}
+	if err := v.Unmarshal(&cfg, decode); err != nil {
+		errs.Fields = append(errs.Fields, decodeErrors(err)...)
+	}
+	cfg.applyStreamDefaults()
+	// Validate what did decode too, so that one run reports every problem; a key that failed to decode is
+	// reported once, by its decode error.
+	if err := cfg.Validate(); err != nil {
+		for _, f := range err.(*Error).Fields {
+			if !errs.Has(f.Key) {
+				errs.Fields = append(errs.Fields, f)
+			}
+		}
+	}
+	if len(errs.Fields) > 0 {
+		return nil, &errs
+	}
+	return &cfg, nil
+}
+
+// Default returns the configuration with no file, environment or flags: the built-in demo.
+func Default() *Config {
+	cfg, err := Load(Options{LookupEnv: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		panic("config: defaults do not validate: " + err.Error())
+	}
+	return cfg
+}
+
+// EnvName is the environment variable that sets key: "batch.max_size" -> "SESTREAM_BATCH_MAX_SIZE".
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Keys lists every key that the environment and flags can set, sorted.
+func Keys() []string { return sortedKeys(defaults()) }
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// envValue turns an environment string into the value viper should hold for key: lists are comma-separated.
+func envValue(key, value string) any {
+	if _, isList := defaults()[key].([]float64); isList {
+		if strings.TrimSpace(value) == "" {
+			return []string{}
+		}
+		parts := strings.Split(value, ",")
+		for i := range parts {
+			parts[i] = strings.TrimSpace(parts[i])
+		}
+		return parts
+	}
+	return value
+}
+
+func flagValue(f *pflag.Flag) any {
+	if sv, ok := f.Value.(pflag.SliceValue); ok {
+		return sv.GetSlice()
+	}
+	return f.Value.String()
+}
+
+func (c *Config) applyStreamDefaults() {
+	for i := range c.Streams {
+		s := &c.Streams[i]
+		if s.Transport == "" {
+			s.Transport = DefaultTransport
+		}
+		if s.Reconnect.Initial == 0 {
+			s.Reconnect.Initial = DefaultReconnectInitial
+		}
+		if s.Reconnect.Max == 0 {
+			s.Reconnect.Max = DefaultReconnectMax
+		}
+		if s.StallTimeout == 0 {
+			s.StallTimeout = DefaultStallTimeout
+		}
+	}
+}
+
+var (
+	invalidKeysRE = regexp.MustCompile(`^'([^']*)' has invalid keys: (.*)$`)
+	fieldErrRE    = regexp.MustCompile(`^'([^']*)' (.*)$`)
+)
+
+// decodeErrors turns mapstructure's messages into one FieldError per key path.
+func decodeErrors(err error) []FieldError {
+	var lines []string
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			lines = append(lines, strings.Split(e.Error(), "\n")...)
+		}
+	} else {
+		lines = strings.Split(err.Error(), "\n")
+	}
+	var out []FieldError
+	for _, line := range lines {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+		if line == "" || strings.HasPrefix(line, "decoding failed due to") || strings.HasSuffix(line, "error(s) decoding:") {
+			continue
+		}
+		if m := invalidKeysRE.FindStringSubmatch(line); m != nil {
+			for _, k := range strings.Split(m[2], ",") {
+				out = append(out, FieldError{Key: joinKey(m[1], strings.TrimSpace(k)), Reason: "unknown key"})
+			}
+			continue
+		}
+		if m := fieldErrRE.FindStringSubmatch(line); m != nil {
+			out = append(out, FieldError{Key: normalizeKey(m[1]), Reason: m[2]})
+			continue
+		}
+		out = append(out, FieldError{Key: "", Reason: line})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func joinKey(parent, child string) string {
+	if parent == "" {
+		return child
+	}
+	return normalizeKey(parent) + "." + child
+}
+
+// normalizeKey turns mapstructure's "streams[0].fps" into "streams[0].fps" and drops a leading dot.
+func normalizeKey(k string) string { return strings.TrimPrefix(k, ".") }
