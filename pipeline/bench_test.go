@@ -96,4 +96,4 @@ func BenchmarkQueueBatcherPool(b *testing.B) {
 type passWorker struct{}
 
 func (passWorker) Process(_ context.Context, b *Batch[*FrameInfo]) *Batch[*FrameInfo] { return b }
-func (passWorker) Close() error                                                      { return nil }
+func (passWorker) Close() error                                                       { return nil }
