@@ -1,0 +1,216 @@
+package se
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ErrInvalidGates reports a gate vector that has no meaningful statistics: empty, containing
+// NaN, ±Inf or a negative value, or summing to zero. Statistics and drift return it (wrapped with
+// the offending channel) instead of publishing NaN or Inf as numbers.
+var ErrInvalidGates = errors.New("invalid gate vector")
+
+// Thresholds of Stats.Saturated and Stats.Suppressed.
+const (
+	// SaturatedAbove: a gate strictly greater than this passes its channel almost unchanged.
+	SaturatedAbove = 0.9
+	// SuppressedBelow: a gate strictly less than this almost silences its channel.
+	SuppressedBelow = 0.1
+)
+
+// TopGate is one of the largest gates of a vector: its channel index and its value.
+// In JSON it is the two-element array [channel, value].
+type TopGate struct {
+	Channel int
+	Value   float32
+}
+
+// MarshalJSON encodes g as [channel, value]; the value keeps float32 precision.
+func (g TopGate) MarshalJSON() ([]byte, error) {
+	return json.Marshal([2]any{g.Channel, g.Value})
+}
+
+// UnmarshalJSON decodes [channel, value] where channel is a non-negative integer.
+func (g *TopGate) UnmarshalJSON(data []byte) error {
+	var pair []json.Number
+	if err := json.Unmarshal(data, &pair); err != nil {
+		return fmt.Errorf("top gate %s: want [channel, value]: %w", data, err)
+	}
+	if len(pair) != 2 {
+		return fmt.Errorf("top gate %s: has %d elements, want [channel, value]", data, len(pair))
+	}
+	ch, err := pair[0].Int64()
+	if err != nil || ch < 0 || ch > math.MaxInt32 {
+		return fmt.Errorf("top gate %s: channel %s is not a non-negative integer", data, pair[0])
+	}
+	v, err := pair[1].Float64()
+	if err != nil {
+		return fmt.Errorf("top gate %s: value: %w", data, err)
+	}
+	g.Channel, g.Value = int(ch), float32(v)
+	return nil
+}
+
+// Stats summarizes one gate vector s of C values (one SE block, one frame). Every field is
+// finite: ComputeStats refuses vectors that would make any of them NaN or Inf.
+type Stats struct {
+	// Mean, Std (population standard deviation), Min and Max of the gates.
+	Mean float64 `json:"mean"`
+	Std  float64 `json:"std"`
+	Min  float64 `json:"min"`
+	Max  float64 `json:"max"`
+	// Entropy is H(p)/ln C with p = s/sum(s) and H the Shannon entropy in nats: 1 when attention
+	// is spread evenly over all channels, near 0 when one channel holds it all. In [0, 1].
+	// For C = 1 it is 1: a single channel is the (trivially even) uniform distribution.
+	Entropy float64 `json:"entropy"`
+	// EffectiveChannels is exp(H(p)), the number of equally weighted channels with the same
+	// entropy. In [1, C].
+	EffectiveChannels float64 `json:"effective_channels"`
+	// Top holds the k largest gates, largest first; equal values are ordered by lower channel.
+	Top []TopGate `json:"top"`
+	// Saturated is the fraction of gates > SaturatedAbove (0.9); Suppressed the fraction
+	// < SuppressedBelow (0.1). Both in [0, 1]; the comparison is done in float64, so a gate of
+	// float32(0.9) = 0.899999976 is not saturated.
+	Saturated  float64 `json:"saturated"`
+	Suppressed float64 `json:"suppressed"`
+}
+
+// ComputeStats computes the statistics of the gate vector s into dst, with the k largest gates
+// in dst.Top (all C when k > C, none when k = 0; dst.Top is then empty, not nil). It reuses
+// dst.Top's backing array, so with a dst reused across frames it allocates nothing once that
+// array holds k gates.
+//
+// s must be non-empty, finite, non-negative and not all zero; otherwise the error wraps
+// ErrInvalidGates and names the first offending channel. Values above 1 are accepted (they are
+// not gates of a sigmoid, but the statistics stay defined). A negative k is an error. On error
+// dst is left unchanged.
+func ComputeStats(s []float32, k int, dst *Stats) error {
+	if dst == nil {
+		return errors.New("se: ComputeStats needs a non-nil *Stats")
+	}
+	if k < 0 {
+		return fmt.Errorf("se: top-k %d is negative", k)
+	}
+	if len(s) == 0 {
+		return fmt.Errorf("%w: empty", ErrInvalidGates)
+	}
+	// Pass 1: validate, sum, extremes, threshold counts.
+	var sum float64
+	lo, hi := math.Inf(1), math.Inf(-1)
+	saturated, suppressed := 0, 0
+	for i, v32 := range s {
+		if !(v32 >= 0 && v32 <= math.MaxFloat32) { // false for NaN, ±Inf and negatives
+			return fmt.Errorf("%w: gate %d of %d is %v", ErrInvalidGates, i, len(s), v32)
+		}
+		v := float64(v32)
+		sum += v
+		if v < lo {
+			lo = v
+		}
+		if v > hi {
+			hi = v
+		}
+		if v > SaturatedAbove {
+			saturated++
+		} else if v < SuppressedBelow {
+			suppressed++
+		}
+	}
+	if lo == 0 {
+		lo = 0 // -0 reads as 0
+	}
+	if sum == 0 {
+		return fmt.Errorf("%w: all %d gates are 0", ErrInvalidGates, len(s))
+	}
+	c := float64(len(s))
+	mean := sum / c
+
+	// Pass 2: variance around the mean, sum of s*ln(s) for the entropy, top-k.
+	// H(p) = -sum p ln p with p = s/S equals ln S - (sum s ln s)/S.
+	var sq, sLogS float64
+	k = min(k, len(s))
+	top := dst.Top[:0]
+	if cap(top) < k || top == nil {
+		top = make([]TopGate, 0, k)
+	}
+	for i, v32 := range s {
+		v := float64(v32)
+		d := v - mean
+		sq += d * d
+		if v32 > 0 {
+			sLogS += v * logGate(v32)
+		} else {
+			v32 = 0 // -0 reads as 0
+		}
+		if k > 0 && (len(top) < k || v32 > top[len(top)-1].Value) {
+			top = insertTop(top, k, i, v32)
+		}
+	}
+	h := math.Log(sum) - sLogS/sum
+	entropy := 1.0
+	if len(s) > 1 {
+		entropy = clamp(h/math.Log(c), 0, 1)
+	}
+	*dst = Stats{
+		Mean:              mean,
+		Std:               math.Sqrt(sq / c),
+		Min:               lo,
+		Max:               hi,
+		Entropy:           entropy,
+		EffectiveChannels: clamp(math.Exp(h), 1, c),
+		Top:               top,
+		Saturated:         float64(saturated) / c,
+		Suppressed:        float64(suppressed) / c,
+	}
+	return nil
+}
+
+// insertTop offers channel i with value v to top, which holds at most k gates sorted by value
+// descending and, for equal values, by channel ascending. Channels must be offered in
+// ascending order, so an equal value never displaces an earlier channel.
+func insertTop(top []TopGate, k, i int, v float32) []TopGate {
+	if k == 0 {
+		return top
+	}
+	if len(top) == k {
+		if v <= top[k-1].Value {
+			return top
+		}
+		top = top[:k-1]
+	}
+	j := len(top)
+	for j > 0 && top[j-1].Value < v {
+		j--
+	}
+	top = append(top, TopGate{})
+	copy(top[j+1:], top[j:])
+	top[j] = TopGate{Channel: i, Value: v}
+	return top
+}
+
+// logGate returns ln(v) for a positive, finite float32 v with an absolute error below 1e-9,
+// several times faster than math.Log. It splits v = m * 2^e with m in [sqrt(1/2), sqrt(2)) and
+// sums the series ln(m) = 2 atanh(t), t = (m-1)/(m+1), |t| <= 0.172, up to t^9: the first term
+// left out, 2 t^11 / 11, is below 7e-10.
+func logGate(v float32) float64 {
+	bits := math.Float32bits(v)
+	exp := int(bits>>23) - 127
+	if exp == -127 { // subnormal: rare, let the library handle it
+		return math.Log(float64(v))
+	}
+	m := 1 + float64(bits&(1<<23-1))/(1<<23)
+	if m > math.Sqrt2 {
+		m /= 2
+		exp++
+	}
+	t := (m - 1) / (m + 1)
+	t2 := t * t
+	series := 1 + t2*(1.0/3+t2*(1.0/5+t2*(1.0/7+t2*(1.0/9))))
+	return float64(exp)*math.Ln2 + 2*t*series
+}
+
+func clamp(v, lo, hi float64) float64 {
+	return math.Max(lo, math.Min(hi, v))
+}
