@@ -252,3 +252,22 @@ func FuzzLoadYAML(f *testing.F) {
 		}
 	})
 }
+
+// TestDocsListEveryKey keeps docs/config.md true to the code: every key has a row.
+func TestDocsListEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if !strings.Contains(string(doc), "`"+k+"`") {
+			t.Errorf("docs/config.md does not document %s", k)
+		}
+	}
+	for _, k := range []string{"streams[].name", "streams[].url", "streams[].fps", "streams[].loop", "streams[].transport",
+		"streams[].policy", "streams[].reconnect.initial", "streams[].reconnect.max", "streams[].stall_timeout"} {
+		if !strings.Contains(string(doc), "`"+k+"`") {
+			t.Errorf("docs/config.md does not document %s", k)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sestream/sestream/message"
 )
 
 // FieldError is one invalid configuration value.
@@ -101,25 +103,14 @@ func (v *validator) hostPort(key, addr string) {
 	}
 }
 
-// ValidateStreamName checks that name can be one NATS subject token.
-func ValidateStreamName(name string) error {
-	if name == "" {
-		return fmt.Errorf("stream name is empty")
-	}
-	if i := strings.IndexAny(name, ".*> \t\r\n"); i >= 0 {
-		return fmt.Errorf("stream name %q contains %q; a stream name is one NATS subject token: no dots, spaces, '*' or '>'", name, name[i])
-	}
-	return nil
-}
-
 // Validate checks every field and returns a *Error listing all invalid ones, or nil.
 func (c *Config) Validate() error {
 	var v validator
 	seen := map[string]int{}
 	for i, s := range c.Streams {
 		key := fmt.Sprintf("streams[%d]", i)
-		if err := ValidateStreamName(s.Name); err != nil {
-			v.add(key+".name", "%v", err)
+		if err := message.ValidateToken(s.Name); err != nil {
+			v.add(key+".name", "stream %v; a stream name is one NATS subject token", err)
 		} else if j, dup := seen[s.Name]; dup {
 			v.add(key+".name", "stream name %q is also used by streams[%d]", s.Name, j)
 		} else {
@@ -225,8 +216,8 @@ func (c *Config) Validate() error {
 	}
 
 	n := c.NATS
-	if err := ValidateStreamName(n.Prefix); err != nil {
-		v.add("nats.prefix", "%v", strings.Replace(err.Error(), "stream name", "subject prefix", 1))
+	if err := message.ValidatePrefix(n.Prefix); err != nil {
+		v.add("nats.prefix", "%v", err)
 	}
 	for _, u := range n.URLs() {
 		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") && !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") && strings.Contains(u, "://") {
@@ -247,8 +238,8 @@ func (c *Config) Validate() error {
 	}
 	v.positive("nats.buffer", n.Buffer)
 	if n.JetStream.Enabled || n.Embedded.JetStream {
-		if err := ValidateStreamName(n.JetStream.Stream); err != nil {
-			v.add("nats.jetstream.stream", "%v", strings.Replace(err.Error(), "stream name", "JetStream stream name", 1))
+		if err := message.ValidateToken(n.JetStream.Stream); err != nil {
+			v.add("nats.jetstream.stream", "JetStream stream %v", err)
 		}
 		v.positive("nats.jetstream.max_pending", n.JetStream.MaxPending)
 		v.durationPositive("nats.jetstream.ack_timeout", n.JetStream.AckTimeout)
