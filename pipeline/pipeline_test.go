@@ -51,6 +51,9 @@ func TestQueuePoliciesSlowConsumer(t *testing.T) {
 			for v := range q.C() {
 				got = append(got, v)
 			}
+			if q.Offered() != 100 {
+				t.Errorf("offered = %d, want 100", q.Offered())
+			}
 			if q.Dropped() != c.wantDropped || uint64(len(discarded)) != c.wantDropped {
 				t.Errorf("dropped = %d, discarded %d, want %d", q.Dropped(), len(discarded), c.wantDropped)
 			}
@@ -406,12 +409,9 @@ func TestCounters(t *testing.T) {
 	c := NewCounters()
 	s := c.Stream("cam1")
 	q := NewQueue[int]("cam1", 4, DropNewest, nil)
-	c.WatchQueue("cam1", q.Len, q.Cap())
+	c.WatchQueue("cam1", q)
 	for i := 0; i < 6; i++ {
-		s.Captured()
-		if ok, _ := q.Push(context.Background(), i); !ok {
-			s.Dropped(1)
-		}
+		q.Push(context.Background(), i)
 	}
 	s.Processed()
 	snap := c.Snapshot()

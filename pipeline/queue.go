@@ -54,6 +54,7 @@ type Queue[T any] struct {
 	ch      chan T // closed by Close, which only the producer calls
 	policy  Policy
 	discard func(T)
+	offered atomic.Uint64
 	pushed  atomic.Uint64
 	dropped atomic.Uint64
 }
@@ -79,9 +80,13 @@ func (q *Queue[T]) Policy() Policy { return q.policy }
 func (q *Queue[T]) Push(ctx context.Context, v T) (bool, error) {
 	select {
 	case q.ch <- v:
+		q.offered.Add(1)
 		q.pushed.Add(1)
 		return true, nil
 	default:
+	}
+	if q.policy != Block {
+		q.offered.Add(1)
 	}
 	switch q.policy {
 	case DropNewest:
@@ -105,6 +110,7 @@ func (q *Queue[T]) Push(ctx context.Context, v T) (bool, error) {
 	default:
 		select {
 		case q.ch <- v:
+			q.offered.Add(1)
 			q.pushed.Add(1)
 			return true, nil
 		case <-ctx.Done():
@@ -131,6 +137,10 @@ func (q *Queue[T]) Len() int { return len(q.ch) }
 
 // Cap is the queue's capacity.
 func (q *Queue[T]) Cap() int { return cap(q.ch) }
+
+// Offered counts the items given to Push, queued or dropped; a Block push abandoned because its context
+// ended is not counted (the caller kept the item).
+func (q *Queue[T]) Offered() uint64 { return q.offered.Load() }
 
 // Pushed counts the items that entered the queue.
 func (q *Queue[T]) Pushed() uint64 { return q.pushed.Load() }

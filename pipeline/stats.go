@@ -7,27 +7,28 @@ import (
 )
 
 // StreamCounters counts one stream's frames as they pass the stages. All methods are safe for concurrent use.
-// Every frame a source delivers is counted Captured once and then ends as exactly one of Dropped, Failed or
-// Processed, or is still in flight; Published counts processed frames whose messages were handed to the bus.
+// Every frame a source delivers is counted Captured once (by the stream's queue) and then ends as exactly one
+// of Dropped (by the queue's policy), Failed or Processed, or is still in flight; Published counts processed
+// frames whose messages were handed to the publisher.
 type StreamCounters struct {
 	name      string
-	captured  atomic.Uint64
-	dropped   atomic.Uint64
 	failed    atomic.Uint64
 	processed atomic.Uint64
 	published atomic.Uint64
-	depth     func() int // current queue depth; nil when the stream has no queue yet
-	capacity  int
+	queue     QueueGauge // nil until WatchQueue
+}
+
+// QueueGauge is what the counters read from a stream's frame queue. *Queue implements it.
+type QueueGauge interface {
+	// Offered counts frames given to the queue (captured), Dropped those its policy dropped.
+	Offered() uint64
+	Dropped() uint64
+	Len() int
+	Cap() int
 }
 
 // Name is the stream's name.
 func (c *StreamCounters) Name() string { return c.name }
-
-// Captured counts a frame read from the source.
-func (c *StreamCounters) Captured() { c.captured.Add(1) }
-
-// Dropped counts n frames dropped by a queue policy.
-func (c *StreamCounters) Dropped(n uint64) { c.dropped.Add(n) }
 
 // Failed counts a frame that could not be processed (preprocess or inference error).
 func (c *StreamCounters) Failed() { c.failed.Add(1) }
@@ -85,11 +86,11 @@ func (c *Counters) Stream(name string) *StreamCounters {
 	return s
 }
 
-// WatchQueue makes the stream's snapshots report the queue's depth and capacity.
-func (c *Counters) WatchQueue(stream string, depth func() int, capacity int) {
+// WatchQueue makes the stream's snapshots count captured and dropped frames, and the depth, from q.
+func (c *Counters) WatchQueue(stream string, q QueueGauge) {
 	s := c.Stream(stream)
 	c.mu.Lock()
-	s.depth, s.capacity = depth, capacity
+	s.queue = q
 	c.mu.Unlock()
 }
 
@@ -100,15 +101,13 @@ func (c *Counters) Snapshot() []StreamStats {
 	for _, s := range c.streams {
 		st := StreamStats{
 			Stream:    s.name,
-			Captured:  s.captured.Load(),
-			Dropped:   s.dropped.Load(),
 			Failed:    s.failed.Load(),
 			Processed: s.processed.Load(),
 			Published: s.published.Load(),
-			QueueCap:  s.capacity,
 		}
-		if s.depth != nil {
-			st.QueueDepth = s.depth()
+		if s.queue != nil {
+			st.Captured, st.Dropped = s.queue.Offered(), s.queue.Dropped()
+			st.QueueDepth, st.QueueCap = s.queue.Len(), s.queue.Cap()
 		}
 		out = append(out, st)
 	}
