@@ -29,12 +29,27 @@ def center_crop_box(frame_w, frame_h, width=WIDTH, height=HEIGHT):
     return (frame_w - w) // 2, (frame_h - h) // 2, w, h
 
 
+def _normalize(gray):
+    value = (gray.astype(np.float32) * np.float32(SCALE) - np.float32(MEAN[0])) / np.float32(STD[0])
+    return value[None, :, :]
+
+
 def preprocess_bgr(frame):
-    """BGR uint8 H x W x 3 frame -> float32 1 x HEIGHT x WIDTH tensor, as sestream's preprocess stage makes it."""
+    """BGR uint8 H x W x 3 frame -> float32 1 x HEIGHT x WIDTH: crop the centered region, then resize."""
     fh, fw = frame.shape[:2]
     x, y, w, h = center_crop_box(fw, fh)
     crop = frame[y:y + h, x:x + w]
     small = cv2.resize(crop, (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR)
-    gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-    value = (gray.astype(np.float32) * np.float32(SCALE) - np.float32(MEAN[0])) / np.float32(STD[0])
-    return value[None, :, :]
+    return _normalize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+
+
+def preprocess_bgr_resize_first(frame):
+    """The other order of center_crop: resize the whole frame by one factor so it covers WIDTH x HEIGHT
+    (sides rounded half up), convert to gray, then keep the centre (torchvision's Resize + CenterCrop)."""
+    fh, fw = frame.shape[:2]
+    r = max(WIDTH / fw, HEIGHT / fh)
+    nw = max(int(np.floor(fw * r + 0.5)), WIDTH)
+    nh = max(int(np.floor(fh * r + 0.5)), HEIGHT)
+    small = cv2.cvtColor(cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2GRAY)
+    x, y = (nw - WIDTH) // 2, (nh - HEIGHT) // 2
+    return _normalize(small[y:y + HEIGHT, x:x + WIDTH])

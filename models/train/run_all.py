@@ -26,6 +26,14 @@ def main():
     ap.add_argument("--skip-export", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
+    # The repository revision the models are trained from; export.py writes it to training.commit.
+    # Kept from the first start when an interrupted run resumes.
+    commit_file = os.path.join(args.work, "commit")
+    if not os.path.exists(commit_file):
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        with open(commit_file, "w") as f:
+            f.write(commit + "\n")
 
     runs = []
     for seed in SEEDS:
