@@ -1,6 +1,7 @@
 package se
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"math"
@@ -512,4 +513,48 @@ func BenchmarkDriftUpdate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzDriftUpdate feeds arbitrary frames of 4 gates: no panic, drift within [0, 1], invalid
+// frames reported as ErrInvalidGates and never changing the state.
+func FuzzDriftUpdate(f *testing.F) {
+	f.Add(float32sToBytes([]float32{0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1}))
+	f.Add(float32sToBytes([]float32{0, 0, 0, 0, 1, 1, 1, 1, nan32, 0, 0, 0}))
+	f.Add(float32sToBytes([]float32{1e-38, 3e38, 0, 1, -1, 0.5, 0.5, 0.5}))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d, err := NewDrift(DriftConfig{Alpha: 0.5, Threshold: 0.1, Hysteresis: 0.05, Warmup: 1, TopChanges: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const c = 4
+		for f := 0; (f+1)*4*c <= len(raw) && f < 64; f++ {
+			s := make([]float32, c)
+			valid := true
+			for i := range s {
+				s[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[(f*c+i)*4:]))
+				if !(s[i] >= 0) || math.IsInf(float64(s[i]), 0) {
+					valid = false
+				}
+			}
+			wasOn := d.On()
+			smp, err := d.Update(uint64(f+1), s)
+			if !valid {
+				if !errors.Is(err, ErrInvalidGates) || d.On() != wasOn {
+					t.Fatalf("frame %v: err %v, on %v->%v; want ErrInvalidGates and no change", s, err, wasOn, d.On())
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("frame %v: %v", s, err)
+			}
+			if !(smp.Drift >= 0 && smp.Drift <= 1) {
+				t.Fatalf("frame %v: drift %v outside [0, 1]", s, smp.Drift)
+			}
+			if smp.Event != nil {
+				if _, err := json.Marshal(smp.Event); err != nil {
+					t.Fatalf("event: %v", err)
+				}
+			}
+		}
+	})
 }
