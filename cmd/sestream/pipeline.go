@@ -1,13 +1,83 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sestream/sestream"
 	"github.com/sestream/sestream/config"
 )
 
-func runPipeline(cmd *cobra.Command, cfg *config.Config, streams []string) error {
-	return errors.New("run: not wired yet")
+// newLogger builds the process logger from log.level and log.format.
+func newLogger(cfg config.Log, w *os.File) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// runPipeline runs the configured pipeline (or the demo) until it ends or a signal asks it to stop.
+func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) error {
+	for i, s := range streamFlags {
+		name, url, ok := strings.Cut(s, "=")
+		if !ok {
+			return badInput(fmt.Errorf("--stream %q: want NAME=URL", s))
+		}
+		cfg.Streams = append(cfg.Streams, config.Stream{Name: name, URL: url, Transport: config.DefaultTransport,
+			Reconnect:    config.Reconnect{Initial: config.DefaultReconnectInitial, Max: config.DefaultReconnectMax},
+			StallTimeout: config.DefaultStallTimeout})
+		if err := cfg.Validate(); err != nil {
+			return badInput(fmt.Errorf("--stream %d: %w", i+1, err))
+		}
+	}
+	demo := len(cfg.Streams) == 0
+	log := newLogger(cfg.Log, os.Stderr)
+	opts := sestream.Options{Logger: log}
+	if demo || cfg.Status.Summary {
+		opts.Summary = cmd.ErrOrStderr()
+	}
+	p, err := sestream.New(cfg, opts)
+	if err != nil {
+		var ie *sestream.InputError
+		if errors.As(err, &ie) {
+			return badInput(err)
+		}
+		return err
+	}
+	if demo {
+		fmt.Fprintf(cmd.ErrOrStderr(), "sestream demo: model %s (%d SE blocks) on %s, looped.\n", p.Model().Path, len(p.Model().Blocks), p.Streams()[0].URL)
+		if cfg.NATS.URL == "" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "Subscribe in another terminal:  sestream sub --nats nats://%s\n", cfg.NATS.Embedded.Listen)
+		}
+		fmt.Fprintln(cmd.ErrOrStderr(), "Press Ctrl-C to stop (twice to stop at once).")
+	}
+	ctx := cmd.Context()
+	// A second signal exits at once; the first one (ctx from main) starts the drain.
+	go func() {
+		<-ctx.Done()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		<-again
+		fmt.Fprintln(os.Stderr, "sestream: second signal, exiting without draining")
+		os.Exit(exitFailure)
+	}()
+	err = p.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err()
+	}
+	return nil
 }
