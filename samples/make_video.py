@@ -28,7 +28,7 @@ FPS = 12
 FRAMES_PER_ITEM = 10
 ITEMS_PER_CLASS = 5
 SEED = 2026
-CRF = 30
+CRF = 28
 
 
 def pick_items(labels, rng):
@@ -80,7 +80,7 @@ def main():
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS), "-i", "-",
            "-c:v", "libx264", "-preset", "medium", "-crf", str(args.crf), "-pix_fmt", "yuv420p",
-           "-g", str(2 * FPS), "-threads", "1", "-map_metadata", "-1",
+           "-g", str(2 * FPS), "-bf", "0", "-threads", "1", "-map_metadata", "-1",
            "-fflags", "+bitexact", "-flags:v", "+bitexact", "-movflags", "+faststart", video]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     frames = 0
