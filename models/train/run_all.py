@@ -1,6 +1,6 @@
 """Trains FashionNet with and without SE blocks for 3 seeds each, then exports and measures.
 
-  /usr/bin/python3 models/train/run_all.py [--epochs 8] [--jobs 2] [--work /tmp/sestream-train]
+  /usr/bin/python3 models/train/run_all.py [--epochs 5] [--jobs 2] [--work /tmp/sestream-train]
 
 Training runs as --jobs parallel processes of one torch thread each. A run whose <work>/<name>.json exists is
 skipped, so an interrupted run resumes. After training, export.py writes models/fashion-se.onnx (SE, seed 1;
@@ -20,7 +20,7 @@ SEEDS = [1, 2, 3]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--work", default="/tmp/sestream-train")
     ap.add_argument("--skip-export", action="store_true")

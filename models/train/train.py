@@ -1,6 +1,6 @@
 """Trains one FashionNet (with or without SE blocks) on Fashion-MNIST and evaluates it on the held-out test set.
 
-  /usr/bin/python3 models/train/train.py --se --seed 1 --epochs 8 --out /tmp/sestream-train/se-1
+  /usr/bin/python3 models/train/train.py --se --seed 1 --epochs 5 --out /tmp/sestream-train/se-1
 
 writes <out>.pt (state dict) and <out>.json (accuracy, timings, settings). The test set (t10k) is used for
 accuracy only, after the last epoch; there is no model selection on it.
@@ -75,7 +75,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--se", action=argparse.BooleanOptionalAction, default=True, help="SE blocks (default) or none")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.2, help="peak learning rate of the one-cycle schedule")
     ap.add_argument("--threads", type=int, default=1,
