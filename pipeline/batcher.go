@@ -150,11 +150,12 @@ func (b *Batcher[T]) Run(ctx context.Context, in <-chan T, out chan<- *Batch[T],
 		batch.ID = b.nextID
 		batch.Closed = b.now()
 		batch.Reason = reason
+		n := len(batch.Items) // read before the send: the receiver owns the batch afterwards
 		select {
 		case out <- batch:
 			b.batches.Add(1)
-			b.items.Add(uint64(len(batch.Items)))
-			b.bySize[len(batch.Items)].Add(1)
+			b.items.Add(uint64(n))
+			b.bySize[n].Add(1)
 			b.byReason[reason].Add(1)
 			return nil
 		case <-ctx.Done():

@@ -419,3 +419,32 @@ func TestCounters(t *testing.T) {
 		t.Fatalf("snapshot = %+v", snap)
 	}
 }
+
+// TestBatcherReleaseReuse has the consumer release every batch at once, so batches are reused while the
+// batcher keeps running; with -race this checks the batcher never touches a batch it has handed over.
+func TestBatcherReleaseReuse(t *testing.T) {
+	b, _ := NewBatcher[int](BatchPolicy{MaxSize: 3, MaxDelay: time.Millisecond}, 1, nil)
+	in := make(chan int)
+	out := make(chan *Batch[int])
+	go func() {
+		for i := 0; i < 300; i++ {
+			in <- i
+		}
+		close(in)
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- b.Run(context.Background(), in, out, nil) }()
+	next := 0
+	for batch := range out {
+		for _, v := range batch.Items {
+			if v != next {
+				t.Fatalf("got %d, want %d", v, next)
+			}
+			next++
+		}
+		b.Release(batch)
+	}
+	if err := <-errc; err != nil || next != 300 || b.Stats().Items != 300 {
+		t.Fatalf("err %v, received %d, stats %+v", err, next, b.Stats())
+	}
+}
