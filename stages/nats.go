@@ -385,13 +385,26 @@ func isUnreachable(err error) bool {
 	return errors.As(err, &oe)
 }
 
+// refusal classifies a connect error that retrying will not fix: the server refused our
+// credentials ("auth") or the TLS handshake failed ("tls"). It returns "" otherwise.
+func refusal(err error) string {
+	msg := strings.ToLower(err.Error())
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), strings.Contains(msg, "authorization violation"),
+		strings.Contains(msg, "authentication"):
+		return "auth"
+	case strings.Contains(msg, "tls error"), strings.Contains(msg, "x509"), strings.Contains(msg, "tls:"),
+		strings.Contains(msg, "secure connection"), errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
+		return "tls"
+	}
+	return ""
+}
+
 // describeConnectError adds a hint for the errors users can fix in their config.
 func (o NATSOptions) describeConnectError(err error) error {
 	urls := redactURLs(o.URLs)
-	msg := err.Error()
-	switch {
-	case errors.Is(err, nats.ErrAuthorization), strings.Contains(strings.ToLower(msg), "authorization violation"),
-		strings.Contains(strings.ToLower(msg), "authentication"):
+	switch refusal(err) {
+	case "auth":
 		how := "no credentials"
 		switch {
 		case o.CredsFile != "":
@@ -404,7 +417,7 @@ func (o NATSOptions) describeConnectError(err error) error {
 			how = fmt.Sprintf("user %q and its password", o.User)
 		}
 		return fmt.Errorf("nats server %s refused the connection with %s (check nats credentials): %w", urls, how, err)
-	case strings.Contains(msg, "x509") || strings.Contains(msg, "tls:") || strings.Contains(msg, "secure connection"):
+	case "tls":
 		return fmt.Errorf("nats server %s: TLS handshake failed (check nats tls ca/cert/key files): %w", urls, err)
 	}
 	return fmt.Errorf("nats server %s: %w", urls, err)

@@ -240,3 +240,7 @@ func writeFile(t testing.TB, dir, name string, data []byte) string {
 	}
 	return p
 }
+
+func testEvent() *message.Event {
+	return &message.Event{Stream: "cam1", Kind: message.EventConnected}
+}

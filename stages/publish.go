@@ -132,7 +132,7 @@ func (p *Publisher) connect(ctx context.Context) error {
 	)
 	nc, err := nats.Connect(joined, copts...)
 	if err != nil {
-		if !isUnreachable(err) || o.FailIfUnreachable {
+		if o.FailIfUnreachable || !isUnreachable(err) || refusal(err) != "" {
 			return o.describeConnectError(err)
 		}
 		p.log.Warn("nats: cannot reach server, retrying in the background; messages are buffered meanwhile",
