@@ -42,7 +42,7 @@ func BenchmarkQueueDropOldestFull(b *testing.B) {
 // BenchmarkBatcher is the per-frame cost of the batcher across goroutines: frames sent into the batcher,
 // batches of 8 received and released by a consumer. ns/op is per frame.
 func BenchmarkBatcher(b *testing.B) {
-	batcher, _ := NewBatcher[*FrameInfo](BatchPolicy{MaxSize: 8, MaxDelay: time.Second}, 4, nil)
+	batcher, _ := NewBatcher[*FrameInfo](BatchPolicy{MaxSize: 8, MaxDelay: time.Second}, 8, nil)
 	in := make(chan *FrameInfo, 64)
 	out := make(chan *Batch[*FrameInfo], 4)
 	done := make(chan struct{})
