@@ -127,28 +127,25 @@ func ComputeStats(s []float32, k int, dst *Stats) error {
 	c := float64(len(s))
 	mean := sum / c
 
-	// Pass 2: variance around the mean, sum of s*ln(s) for the entropy, top-k.
-	// H(p) = -sum p ln p with p = s/S equals ln S - (sum s ln s)/S.
-	var sq, sLogS float64
+	// Pass 2: variance around the mean and top-k. Pass 3: the entropy, from
+	// H(p) = -sum p ln p with p = s/S, which equals ln S - (sum s ln s)/S.
+	var sq float64
 	k = min(k, len(s))
 	top := dst.Top[:0]
 	if cap(top) < k || top == nil {
 		top = make([]TopGate, 0, k)
 	}
 	for i, v32 := range s {
-		v := float64(v32)
-		d := v - mean
+		d := float64(v32) - mean
 		sq += d * d
-		if v32 > 0 {
-			sLogS += v * logGate(v32)
-		} else {
+		if v32 == 0 {
 			v32 = 0 // -0 reads as 0
 		}
 		if k > 0 && (len(top) < k || v32 > top[len(top)-1].Value) {
 			top = insertTop(top, k, i, v32)
 		}
 	}
-	h := math.Log(sum) - sLogS/sum
+	h := math.Log(sum) - sumXLogX(s)/sum
 	entropy := 1.0
 	if len(s) > 1 {
 		entropy = clamp(h/math.Log(c), 0, 1)
@@ -190,25 +187,28 @@ func insertTop(top []TopGate, k, i int, v float32) []TopGate {
 	return top
 }
 
-// logGate returns ln(v) for a positive, finite float32 v with an absolute error below 1e-9,
-// several times faster than math.Log. It splits v = m * 2^e with m in [sqrt(1/2), sqrt(2)) and
-// sums the series ln(m) = 2 atanh(t), t = (m-1)/(m+1), |t| <= 0.172, up to t^9: the first term
-// left out, 2 t^11 / 11, is below 7e-10.
-func logGate(v float32) float64 {
-	bits := math.Float32bits(v)
-	exp := int(bits>>23) - 127
-	if exp == -127 { // subnormal: rare, let the library handle it
-		return math.Log(float64(v))
+// sumXLogX returns the sum of v*ln(v) over the finite, non-negative values of s, with 0*ln(0)
+// taken as 0, to an absolute error below 1e-9 per value times v. It is math.Log's job done about
+// twice as fast, inline: each v is split as m * 2^e with m in [sqrt(1/2), sqrt(2)), and
+// ln(m) = 2 atanh(t), t = (m-1)/(m+1), |t| <= 0.172, is summed up to t^9: the first term left
+// out, 2 t^11 / 11, is below 7e-10. Working on float64 bits makes float32 subnormals ordinary
+// numbers, and a zero gives a finite logarithm (-1023 ln 2) times 0, so zeros need no branch.
+func sumXLogX(s []float32) float64 {
+	var acc float64
+	for _, v32 := range s {
+		v := float64(v32)
+		bits := math.Float64bits(v)
+		mant := bits & (1<<52 - 1)
+		half := (0x6a09e667f3bcd - mant) >> 63 // 1 when the mantissa exceeds sqrt(2): use m/2, e+1
+		exp := int(bits>>52&0x7ff) - 1023 + int(half)
+		m := math.Float64frombits(mant | (1023-half)<<52)
+		t := (m - 1) / (m + 1)
+		t2 := t * t
+		t4 := t2 * t2
+		series := (1 + t2*(1.0/3)) + t4*((1.0/5+t2*(1.0/7))+t4*(1.0/9))
+		acc += v * (float64(exp)*math.Ln2 + 2*t*series)
 	}
-	m := 1 + float64(bits&(1<<23-1))/(1<<23)
-	if m > math.Sqrt2 {
-		m /= 2
-		exp++
-	}
-	t := (m - 1) / (m + 1)
-	t2 := t * t
-	series := 1 + t2*(1.0/3+t2*(1.0/5+t2*(1.0/7+t2*(1.0/9))))
-	return float64(exp)*math.Ln2 + 2*t*series
+	return acc
 }
 
 func clamp(v, lo, hi float64) float64 {

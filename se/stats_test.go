@@ -501,37 +501,48 @@ func BenchmarkComputeStats1280(b *testing.B) {
 	}
 }
 
-func TestLogGateAccuracy(t *testing.T) {
-	values := []float32{math.SmallestNonzeroFloat32, 1e-40, math.Float32frombits(0x00800000), 1e-30, 1e-7,
-		0.01, 0.1, 0.5, 0.70710677, 0.70710683, 0.9, 0.999999, 1, 1.0000001, 1.4142135, 1.4142137, 2, 1e10,
-		math.MaxFloat32}
+func TestSumXLogXAccuracy(t *testing.T) {
+	values := []float32{0, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, 1e-40,
+		math.Float32frombits(0x00800000), 1e-30, 1e-7, 0.01, 0.1, 0.5, 0.70710677, 0.70710683, 0.9,
+		0.999999, 1, 1.0000001, 1.4142135, 1.4142137, 2, 1e10, math.MaxFloat32}
 	rng := xorshift(3)
 	for range 100000 {
 		values = append(values, math.Float32frombits(uint32(rng.float()*float64(0x7f7fffff))+1))
 	}
 	for _, v := range values {
-		got, want := logGate(v), math.Log(float64(v))
-		if d := math.Abs(got - want); d > 1e-9 {
-			t.Fatalf("logGate(%v) = %.17g, math.Log = %.17g, error %g > 1e-9", v, got, want, d)
+		got := sumXLogX([]float32{v})
+		want := 0.0
+		if v != 0 {
+			want = float64(v) * math.Log(float64(v))
 		}
+		if d := math.Abs(got - want); d > 1e-9*math.Max(1, math.Abs(float64(v))) {
+			t.Fatalf("sumXLogX(%v) = %.17g, want %.17g, error %g", v, got, want, d)
+		}
+	}
+	// A sum, against math.Log.
+	s := randomGates(&rng, 1280)
+	want := 0.0
+	for _, v := range s {
+		want += float64(v) * math.Log(float64(v))
+	}
+	if got := sumXLogX(s); math.Abs(got-want) > 1e-9 {
+		t.Errorf("sumXLogX of 1280 gates = %.15g, want %.15g", got, want)
 	}
 }
 
-func BenchmarkLogGate(b *testing.B) {
+func BenchmarkSumXLogX(b *testing.B) {
 	rng := xorshift(5)
-	s := randomGates(&rng, 1024)
+	s := randomGates(&rng, 1280)
 	var sink float64
-	b.Run("logGate", func(b *testing.B) {
+	b.Run("sumXLogX", func(b *testing.B) {
 		for b.Loop() {
-			for _, v := range s {
-				sink += logGate(v)
-			}
+			sink += sumXLogX(s)
 		}
 	})
 	b.Run("math.Log", func(b *testing.B) {
 		for b.Loop() {
 			for _, v := range s {
-				sink += math.Log(float64(v))
+				sink += float64(v) * math.Log(float64(v))
 			}
 		}
 	})
