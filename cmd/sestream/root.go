@@ -50,6 +50,8 @@ publishing to an embedded NATS server.`,
 	root.AddCommand(
 		newRunCmd(),
 		newVersionCmd(),
+		newInferCmd(),
+		newBenchCmd(),
 	)
 	return root
 }
