@@ -71,6 +71,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}()
 	p.log.Info("publishing", "nats", pub.ClientURL(), "prefix", pub.Prefix(), "boot_id", pub.BootID())
 
+	if p.cfg.Engine.Verify {
+		pre := p.pre.WithDefaults()
+		checks, err := CheckGates(hard, p.model, p.engineOptions(), pre.Height, pre.Width)
+		if err != nil {
+			return err
+		}
+		for _, c := range checks {
+			p.log.Info("SE self-check", "block", c.Block, "channels", c.Channels, "max_error", c.MaxError)
+		}
+	}
+
 	batchPolicy := pipeline.BatchPolicy{MaxSize: p.cfg.Batch.MaxSize, MaxDelay: p.cfg.Batch.MaxDelay}
 	batcher, err := pipeline.NewBatcher[stages.Frame](batchPolicy, p.cfg.Workers*2+2, nil)
 	if err != nil {

@@ -1,0 +1,57 @@
+package sestream
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/model"
+)
+
+// TestVerifyGates runs the SE self-check on the engine's golden models with both backends: every block's
+// gates recomputed in Go from the block's input agree with the engine.
+func TestVerifyGates(t *testing.T) {
+	for _, name := range []string{"engine/testdata/se_tiny_64x64.onnx", "engine/testdata/se_res_96x160.onnx"} {
+		m, err := model.Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, w := int(m.Input.Shape[2]), int(m.Input.Shape[3])
+		if h <= 0 || w <= 0 {
+			t.Fatalf("%s: input shape %v has no fixed size", name, m.Input.Shape)
+		}
+		for _, backend := range []engine.Backend{engine.ONNXRuntime, engine.OpenCV} {
+			checks, info, err := VerifyGates(context.Background(), m, engine.Options{Backend: backend, Threads: 1}, h, w, 3)
+			if err != nil {
+				t.Fatalf("%s on %s: %v", name, backend, err)
+			}
+			if len(checks) != len(m.Blocks) || len(checks) == 0 {
+				t.Fatalf("%s: %d checks for %d blocks", name, len(checks), len(m.Blocks))
+			}
+			for _, c := range checks {
+				if !c.OK() {
+					t.Errorf("%s on %s (%s): block %s max error %g, err %v", name, backend, info.Backend, c.Block, c.MaxError, c.Err)
+				}
+			}
+		}
+	}
+}
+
+// TestVerifyCatchesWrongDiscovery points a block at the wrong tensor (the scaled output instead of U, same
+// shape), as a discovery that picked the wrong Mul operand would: the self-check must fail for that block.
+func TestVerifyCatchesWrongDiscovery(t *testing.T) {
+	m, err := model.Load("engine/testdata/se_tiny_64x64.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Blocks) < 1 {
+		t.Fatal("test model has no SE blocks")
+	}
+	m.Blocks[0].Input = m.Blocks[0].Output
+	_, err = CheckGates(context.Background(), m, engine.Options{Backend: engine.ONNXRuntime, Threads: 1}, 64, 64)
+	if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), m.Blocks[0].Name) {
+		t.Fatalf("self-check error = %v, want ErrVerify naming block %s", err, m.Blocks[0].Name)
+	}
+}
