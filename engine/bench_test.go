@@ -181,3 +181,35 @@ func TestFlatMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestTorchvisionBackendsAgree runs torchvision's mobilenet_v3_small (9 hard-sigmoid SE blocks) on both
+// backends and compares outputs and gates.
+func TestTorchvisionBackendsAgree(t *testing.T) {
+	needORT(t)
+	m := loadModelPath(t, torchvisionModel(t, "mobilenet_v3_small"))
+	if len(m.Blocks) != 9 {
+		t.Fatalf("mobilenet_v3_small has %d SE blocks, want 9", len(m.Blocks))
+	}
+	a := open(t, m, Options{Backend: ONNXRuntime, MaxBatch: 3, Threads: 2})
+	b := open(t, m, Options{Backend: OpenCV, MaxBatch: 3})
+	x := make([]float32, 3*3*224*224)
+	for i := range x {
+		x[i] = float32((i*7919)%1000)/500 - 1
+	}
+	for _, n := range []int{3, 1} {
+		ra, err := a.Run(context.Background(), x[:n*3*224*224], n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := b.Run(context.Background(), x[:n*3*224*224], n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range ra.Outputs {
+			checkClose(t, fmt.Sprintf("batch %d output %s", n, ra.Outputs[i].Name), ra.Outputs[i].Data, rb.Outputs[i].Data)
+		}
+		for j := range ra.Gates {
+			checkClose(t, fmt.Sprintf("batch %d gate %s", n, ra.Gates[j].Name), ra.Gates[j].Data, rb.Gates[j].Data)
+		}
+	}
+}
