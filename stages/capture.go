@@ -63,9 +63,10 @@ func RunSource(ctx context.Context, opts SourceOptions, out *pipeline.Queue[Fram
 // the source anew; the abandoned goroutine closes its capture and Mat when the C call
 // returns. On return Run waits up to AbandonWait for such goroutines.
 func (s *Source) Run(ctx context.Context, out *pipeline.Queue[Frame], events func(SourceEvent)) error {
-	defer out.Close()
 	opts := s.Options.WithDefaults()
 	r := &run{src: s, opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open}
+	defer r.waitAbandoned() // after out is closed: consumers need not wait for abandoned reads
+	defer out.Close()
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -76,7 +77,6 @@ func (s *Source) Run(ctx context.Context, out *pipeline.Queue[Frame], events fun
 		r.open = OpenSource
 	}
 	r.url = redactURL(opts.URL)
-	defer r.waitAbandoned()
 	if err := opts.Validate(); err != nil {
 		r.emit(SourceEvent{Kind: EventError, Err: err.Error()})
 		return err

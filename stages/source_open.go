@@ -112,6 +112,9 @@ type videoReader struct {
 	withPTS bool
 	// total is the container's frame count (files only; 0 when unknown), read the frames read.
 	total, read int
+	// period is the nominal frame duration (0 when unknown); last the last PTS returned.
+	period time.Duration
+	last   time.Duration
 }
 
 func openCapture(spec SourceSpec, open func() (*gocv.VideoCapture, error), name string, withPTS bool) (FrameReader, error) {
@@ -132,6 +135,9 @@ func openCapture(spec SourceSpec, open func() (*gocv.VideoCapture, error), name 
 		return nil, fmt.Errorf("%s: %s", name, what)
 	}
 	r := &videoReader{vc: vc, name: name, withPTS: withPTS}
+	if fps := vc.Get(gocv.VideoCaptureFPS); fps > 0 && fps < 1000 {
+		r.period = time.Duration(float64(time.Second) / fps)
+	}
 	if spec.Kind == KindFile {
 		if n := vc.Get(gocv.VideoCaptureFrameCount); n > 0 && n < 1e9 {
 			r.total = int(n)
@@ -155,7 +161,17 @@ func (r *videoReader) Read(m *gocv.Mat) (time.Duration, bool, error) {
 	if ms < 0 || ms != ms {
 		return 0, false, nil
 	}
-	return time.Duration(ms*1000+0.5) * time.Microsecond, true, nil
+	pts := time.Duration(ms*1000+0.5) * time.Microsecond
+	if r.read > 1 && pts <= r.last {
+		// OpenCV 4.6 reports position 0 for the frames drained from the decoder at the end
+		// of a file: continue the timeline at the nominal rate instead.
+		if r.period == 0 {
+			return 0, false, nil
+		}
+		pts = r.last + r.period
+	}
+	r.last = pts
+	return pts, true, nil
 }
 
 func (r *videoReader) Close() error { return r.vc.Close() }
@@ -167,6 +183,8 @@ var errTruncated = errors.New("file is truncated or corrupt")
 type imageReader struct {
 	files []string
 	next  int
+	// delivered counts the images read so far; with fps it sets their PTS.
+	delivered int
 	// notImages lists names skipped because they are not images; reported by the first Read.
 	notImages []string
 	fps       float64
@@ -242,8 +260,9 @@ func (r *imageReader) Read(m *gocv.Mat) (time.Duration, bool, error) {
 	}
 	m.Close()
 	*m = img
+	r.delivered++
 	if r.fps > 0 {
-		return time.Duration(float64(i) / r.fps * float64(time.Second)), true, nil
+		return time.Duration(float64(r.delivered-1) / r.fps * float64(time.Second)), true, nil
 	}
 	return 0, false, nil
 }
