@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -557,4 +558,32 @@ func FuzzDriftUpdate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func ExampleDrift() {
+	d, err := NewDrift(DriftConfig{Alpha: 0.1, Threshold: 0.2, Hysteresis: 0.1, Warmup: 3, TopChanges: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	usual := []float32{0.9, 0.8, 0.1, 0.1}
+	other := []float32{0.1, 0.1, 0.9, 0.8}
+	for frame := uint64(1); frame <= 8; frame++ {
+		s := usual
+		if frame == 5 || frame == 6 {
+			s = other // a short change of scene
+		}
+		smp, err := d.Update(frame, s)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if e := smp.Event; e != nil {
+			changes, _ := json.Marshal(e.Changes)
+			fmt.Printf("frame %d: %s, drift %.3f, changed %s\n", e.Frame, e.Kind(), e.Drift, changes)
+		}
+	}
+	// Output:
+	// frame 5: drift_on, drift 0.769, changed [[0,0.9,0.1],[2,0.1,0.9]]
+	// frame 7: drift_off, drift 0.000, changed [[2,0.11592,0.1],[0,0.88408,0.9]]
 }
