@@ -52,6 +52,7 @@ publishing to an embedded NATS server.`,
 		newVersionCmd(),
 		newInferCmd(),
 		newBenchCmd(),
+		newInspectCmd(),
 	)
 	return root
 }
