@@ -11,9 +11,11 @@ import (
 )
 
 // ortEngine runs a model with ONNX Runtime. The SE gate tensors and extra outputs are added to the graph's
-// outputs before the session is created. One input buffer and one buffer per fetched tensor are allocated
-// for MaxBatch items; for each batch size n that Run sees, a set of ONNX Runtime tensors viewing the first
-// n items of those buffers is created once and reused, so Run allocates no tensor memory after warm-up.
+// outputs before the session is created. One buffer per fetched tensor is allocated for MaxBatch items; for
+// each batch size n that Run sees, ONNX Runtime output tensors viewing the first n items of those buffers
+// are created once and reused. The input tensor wraps the caller's slice without copying it; it is kept for
+// the next Run with the same slice (a worker's pooled batch buffer) and replaced when the slice changes, so
+// a steady pipeline allocates no tensors after warm-up.
 type ortEngine struct {
 	sh      shape
 	info    Info
@@ -36,7 +38,8 @@ type fetch struct {
 
 // ortBatch holds the tensors for one batch size.
 type ortBatch struct {
-	inputs  []ort.Value
+	inputs  []ort.Value // one input tensor over in; nil until the first Run at this size
+	in      *float32    // first value of the slice inputs[0] wraps
 	outputs []ort.Value
 }
 
@@ -89,7 +92,6 @@ func openORT(m *model.Model, sh shape, opts Options) (_ Engine, err error) {
 	if err := e.probe(); err != nil {
 		return nil, err
 	}
-	e.in = make([]float32, sh.maxBatch*sh.item)
 	for i := range e.fetches {
 		f := &e.fetches[i]
 		f.data = make([]float32, sh.maxBatch*f.size)
@@ -218,11 +220,6 @@ func (e *ortEngine) batch(n int) (*ortBatch, error) {
 		return b, nil
 	}
 	b := &ortBatch{}
-	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(e.sh.c), int64(e.sh.h), int64(e.sh.w)), e.in[:n*e.sh.item])
-	if err != nil {
-		return nil, fmt.Errorf("engine: model %s: input tensor for batch %d: %w", e.sh.model, n, err)
-	}
-	b.inputs = []ort.Value{in}
 	for _, f := range e.fetches {
 		t, err := ort.NewTensor(ort.NewShape(append([]int64{int64(n)}, f.dims...)...), f.data[:n*f.size])
 		if err != nil {
@@ -235,6 +232,24 @@ func (e *ortEngine) batch(n int) (*ortBatch, error) {
 	return b, nil
 }
 
+// wrap points the batch's input tensor at input, creating a new tensor only when input is not the slice the
+// current one wraps. The tensor is only read during Run.
+func (b *ortBatch) wrap(sh shape, input []float32, n int) error {
+	if b.in == &input[0] {
+		return nil
+	}
+	for _, v := range b.inputs {
+		v.Destroy()
+	}
+	b.inputs, b.in = nil, nil
+	t, err := ort.NewTensor(ort.NewShape(int64(n), int64(sh.c), int64(sh.h), int64(sh.w)), input)
+	if err != nil {
+		return fmt.Errorf("engine: model %s: input tensor for batch %d: %w", sh.model, n, err)
+	}
+	b.inputs, b.in = []ort.Value{t}, &input[0]
+	return nil
+}
+
 func (b *ortBatch) destroy() {
 	for _, v := range b.inputs {
 		v.Destroy()
@@ -242,7 +257,7 @@ func (b *ortBatch) destroy() {
 	for _, v := range b.outputs {
 		v.Destroy()
 	}
-	b.inputs, b.outputs = nil, nil
+	b.inputs, b.in, b.outputs = nil, nil, nil
 }
 
 func (e *ortEngine) Run(ctx context.Context, input []float32, n int) (*Result, error) {
@@ -256,7 +271,9 @@ func (e *ortEngine) Run(ctx context.Context, input []float32, n int) (*Result, e
 	if err != nil {
 		return nil, err
 	}
-	copy(e.in, input)
+	if err := b.wrap(e.sh, input, n); err != nil {
+		return nil, err
+	}
 	if err := e.session.Run(b.inputs, b.outputs); err != nil {
 		return nil, fmt.Errorf("engine: model %s: ONNX Runtime run at batch %d: %w", e.sh.model, n, err)
 	}
