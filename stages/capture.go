@@ -208,17 +208,16 @@ func (r *run) session(ctx context.Context, spec SourceSpec, attempt int, live bo
 				r.emit(SourceEvent{Kind: EventError, Err: m.skip.Error()})
 				continue
 			}
-			if n == 0 && live || !r.delivered {
-				switch {
-				case !r.delivered:
-					r.emit(SourceEvent{Kind: EventConnected, Attempt: attempt})
-				default:
-					r.emit(SourceEvent{Kind: EventReconnected, Attempt: attempt, Outage: r.now().Sub(r.lostAt)})
-				}
-			}
-			r.delivered = true
 			n++
 			r.seq++
+			// The events count the frame that announces the (re)connection.
+			switch {
+			case !r.delivered:
+				r.emit(SourceEvent{Kind: EventConnected, Attempt: attempt})
+			case n == 1 && live:
+				r.emit(SourceEvent{Kind: EventReconnected, Attempt: attempt, Outage: r.now().Sub(r.lostAt)})
+			}
+			r.delivered = true
 			f := Frame{Mat: m.mat, Info: pipeline.FrameInfo{
 				Stream: r.opts.Name, Seq: r.seq, Captured: m.captured, PTS: m.pts, HasPTS: m.hasPTS,
 				Width: m.mat.Cols(), Height: m.mat.Rows(),

@@ -549,7 +549,7 @@ func TestCaptureHTTPReconnects(t *testing.T) {
 	}
 	lost, _ := ev.find(EventLost)
 	re, _ := ev.find(EventReconnected)
-	if lost.Frames != 10 || re.Outage <= 0 || re.Attempt != 1 || !strings.Contains(lost.Err, "EOF") {
+	if lost.Frames != 10 || re.Frames != 11 || re.Outage <= 0 || re.Attempt != 1 || !strings.Contains(lost.Err, "read failed after 10 frames") {
 		t.Fatalf("lost %+v, reconnected %+v", lost, re)
 	}
 }

@@ -110,6 +110,7 @@ type videoReader struct {
 	vc      *gocv.VideoCapture
 	name    string
 	withPTS bool
+	live    bool
 	// total is the container's frame count (files only; 0 when unknown), read the frames read.
 	total, read int
 	// period is the nominal frame duration (0 when unknown); last the last PTS returned.
@@ -134,7 +135,7 @@ func openCapture(spec SourceSpec, open func() (*gocv.VideoCapture, error), name 
 		}
 		return nil, fmt.Errorf("%s: %s", name, what)
 	}
-	r := &videoReader{vc: vc, name: name, withPTS: withPTS}
+	r := &videoReader{vc: vc, name: name, withPTS: withPTS, live: spec.Kind.Live()}
 	if fps := vc.Get(gocv.VideoCaptureFPS); fps > 0 && fps < 1000 {
 		r.period = time.Duration(float64(time.Second) / fps)
 	}
@@ -150,6 +151,9 @@ func (r *videoReader) Read(m *gocv.Mat) (time.Duration, bool, error) {
 	if !r.vc.Read(m) || m.Empty() {
 		if r.total > 0 && r.read+1 < r.total {
 			return 0, false, fmt.Errorf("%s ended after %d of %d frames: %w", r.name, r.read, r.total, errTruncated)
+		}
+		if r.live {
+			return 0, false, fmt.Errorf("%s: read failed after %d frames (connection closed or stream ended): %w", r.name, r.read, io.EOF)
 		}
 		return 0, false, io.EOF
 	}
