@@ -22,7 +22,7 @@ const (
 // missing. It is $SESTREAM_FIXTURES when set, else a directory in the user's cache named after
 // the export script's hash, so a changed script exports afresh. It skips the test only when
 // /usr/bin/python3 cannot import torch, torchvision and onnx.
-func fixtureDir(t *testing.T, names ...string) string {
+func fixtureDir(t testing.TB, names ...string) string {
 	t.Helper()
 	if err := exec.Command(python, "-c", "import torch, torchvision, onnx").Run(); err != nil {
 		t.Skipf("skipping: %s cannot import torch, torchvision and onnx (Debian python3-torch, python3-torchvision, python3-onnx): %v", python, err)
@@ -210,5 +210,45 @@ func TestTinyFixtureIsCurrent(t *testing.T) {
 			t.Errorf("testdata/%s differs from what %s exports now; regenerate it with %s %s model/testdata tiny_se",
 				name, exportScript, python, "scripts/export_torchvision.py")
 		}
+	}
+}
+
+// BenchmarkLoad measures Load (read, decode, validate, discover) and the two rewrites on the
+// torchvision exports.
+func BenchmarkLoad(b *testing.B) {
+	names := []string{"mobilenet_v3_small", "efficientnet_b0"}
+	dir := fixtureDir(b, names...)
+	for _, name := range names {
+		path := filepath.Join(dir, name+".onnx")
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Load(path); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		m, err := Load(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name+"/ForOpenCV", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.ForOpenCV(8); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/BlockWeights", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, blk := range m.Blocks {
+					if _, err := m.BlockWeights(blk); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
