@@ -188,27 +188,44 @@ func insertTop(top []TopGate, k, i int, v float32) []TopGate {
 }
 
 // sumXLogX returns the sum of v*ln(v) over the finite, non-negative values of s, with 0*ln(0)
-// taken as 0, to an absolute error below 1e-9 per value times v. It is math.Log's job done about
-// twice as fast, inline: each v is split as m * 2^e with m in [sqrt(1/2), sqrt(2)), and
-// ln(m) = 2 atanh(t), t = (m-1)/(m+1), |t| <= 0.172, is summed up to t^9: the first term left
-// out, 2 t^11 / 11, is below 7e-10. Working on float64 bits makes float32 subnormals ordinary
-// numbers, and a zero gives a finite logarithm (-1023 ln 2) times 0, so zeros need no branch.
+// taken as 0, to an absolute error below 1e-11 per value times v. It does math.Log's job about
+// three times as fast and without a division: each v is split as m * 2^e with m in [1, 2); the
+// top 4 bits of m pick an interval of width 1/16 with centre c, and
+// ln(m) = ln(c) + ln(1+r), r = m/c - 1, |r| <= 1/32, whose series is summed up to r^6 (the first
+// term left out, r^7/7, is below 5e-12). Working on float64 bits makes float32 subnormals
+// ordinary numbers, and a zero gives a finite logarithm (-1023 ln 2 + ln c) times 0, so zeros
+// need no branch.
 func sumXLogX(s []float32) float64 {
-	var acc float64
-	for _, v32 := range s {
+	// inv[i] = 1/c for c = (33+2i)/32, the centre of [1+i/16, 1+(i+1)/16);
+	// lnC[i] = -ln(inv[i]) for the float64 value of inv[i].
+	inv := [16]float64{
+		32.0 / 33, 32.0 / 35, 32.0 / 37, 32.0 / 39, 32.0 / 41, 32.0 / 43, 32.0 / 45, 32.0 / 47,
+		32.0 / 49, 32.0 / 51, 32.0 / 53, 32.0 / 55, 32.0 / 57, 32.0 / 59, 32.0 / 61, 32.0 / 63,
+	}
+	lnC := [16]float64{
+		0.03077165866675366, 0.08961215868968717, 0.14518200984449783, 0.19782574332991992,
+		0.2478361639045812, 0.2954642128938359, 0.3409265869705932, 0.38441169891033206,
+		0.42608439531090014, 0.46608972992459924, 0.5045560107523953, 0.5415972824327444,
+		0.5773153650348236, 0.6118015411059929, 0.6451379613735847, 0.6773988235918061,
+	}
+	var acc0, acc1 float64
+	for i, v32 := range s {
 		v := float64(v32)
 		bits := math.Float64bits(v)
 		mant := bits & (1<<52 - 1)
-		half := (0x6a09e667f3bcd - mant) >> 63 // 1 when the mantissa exceeds sqrt(2): use m/2, e+1
-		exp := int(bits>>52&0x7ff) - 1023 + int(half)
-		m := math.Float64frombits(mant | (1023-half)<<52)
-		t := (m - 1) / (m + 1)
-		t2 := t * t
-		t4 := t2 * t2
-		series := (1 + t2*(1.0/3)) + t4*((1.0/5+t2*(1.0/7))+t4*(1.0/9))
-		acc += v * (float64(exp)*math.Ln2 + 2*t*series)
+		j := mant >> 48 // top 4 bits of the mantissa
+		exp := float64(int(bits>>52&0x7ff) - 1023)
+		r := math.Float64frombits(mant|1023<<52)*inv[j] - 1
+		r2 := r * r
+		ln1p := r + r2*(-1.0/2+r*(1.0/3)) + r2*r2*((-1.0/4+r*(1.0/5))-r2*(1.0/6))
+		x := v * (exp*math.Ln2 + lnC[j] + ln1p)
+		if i&1 == 0 {
+			acc0 += x
+		} else {
+			acc1 += x
+		}
 	}
-	return acc
+	return acc0 + acc1
 }
 
 func clamp(v, lo, hi float64) float64 {
