@@ -383,24 +383,27 @@ func permanent(err error) bool {
 }
 
 // sendCore publishes the batch and confirms it with one round trip. It returns what is still
-// unconfirmed (all of it when the connection broke).
+// unconfirmed: all of it when the connection broke or was replaced on the way, since the
+// client may have discarded what it had not yet written (consumers de-duplicate by Nats-Msg-Id).
 func (p *Publisher) sendCore(batch []*outMsg) []*outMsg {
+	generation := p.nc.Stats().Reconnects
 	keep := batch[:0]
-	for _, m := range batch {
+	for i, m := range batch {
 		if err := p.nc.PublishMsg(m.msg); err != nil {
-			if permanent(err) {
-				p.log.Error("nats: message cannot be published", "subject", m.msg.Subject, "bytes", len(m.msg.Data), "error", err)
-				p.drop(m, "rejected by the client")
-				continue
+			if !permanent(err) {
+				return append(keep, batch[i:]...)
 			}
+			p.log.Error("nats: message cannot be published", "subject", m.msg.Subject, "bytes", len(m.msg.Data), "error", err)
+			p.drop(m, "rejected by the client")
+			continue
 		}
 		keep = append(keep, m)
 	}
 	if len(keep) == 0 {
 		return keep
 	}
-	if err := p.nc.FlushTimeout(p.opts.JetStream.AckTimeout); err != nil {
-		return keep // sent again after the reconnect; consumers de-duplicate by Nats-Msg-Id
+	if err := p.nc.FlushTimeout(p.opts.JetStream.AckTimeout); err != nil || p.nc.Stats().Reconnects != generation {
+		return keep
 	}
 	for _, m := range keep {
 		p.counts[m.kind].published.Add(1)
