@@ -15,65 +15,92 @@ import (
 // eventBuffer bounds the source and drift events waiting to be published.
 const eventBuffer = 256
 
-// Run runs the pipeline until every source has ended (files without loop) or ctx is cancelled.
-//
-// On cancel, the sources stop at once and the frames already captured are processed and published, up to
-// shutdown.drain_timeout; after that, what is still in flight is dropped and Run returns. Run returns nil
-// after a complete drain, and an error when the pipeline could not start or the drain deadline passed.
+// Errors of the Pipeline's lifecycle, for errors.Is.
+var (
+	// ErrStarted: Start was called twice.
+	ErrStarted = errors.New("pipeline already started")
+	// ErrNotStarted: Push, Wait or Close before Start.
+	ErrNotStarted = errors.New("pipeline not started")
+	// ErrClosed: Push after Close, or after every source ended.
+	ErrClosed = errors.New("pipeline closed")
+	// ErrDrainDeadline: frames were still in flight when shutdown.drain_timeout passed.
+	ErrDrainDeadline = errors.New("drain deadline passed")
+)
+
+// run is the state of a started pipeline.
+type run struct {
+	hard        context.Context    // ends every stage; cancelled after the drain deadline
+	hardCancel  context.CancelFunc //
+	stopSources context.CancelFunc // ends capture (and pushing); the rest drains
+	pushCtx     context.Context    // done once pushing is over
+	done        chan struct{}      // closed when everything has drained and Wait's error is set
+	err         error
+	closeOnce   sync.Once
+	deadlineMu  sync.Mutex
+	deadline    bool
+}
+
+// Run starts the pipeline and waits until every source has ended (files without loop) or ctx is cancelled;
+// on cancel it closes the pipeline, draining frames in flight for up to shutdown.drain_timeout. It returns nil
+// after a complete drain.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-p.run.done:
+	case <-ctx.Done():
+		p.beginClose()
+	}
+	return p.Wait()
+}
+
+// Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
+// source; it returns once frames are flowing. ctx bounds only the start itself. Start may be called once.
 //
 // Goroutines: one per source (stages.Source.Run, owns the capture), one per stream forwarding its queue to
-// the batcher, the batcher, the worker pool (dispatcher, one goroutine per worker, deliverer), the event
-// publisher, the status heartbeat, the console summary; the sink (statistics, drift, publishing) runs on
-// the caller's goroutine.
-func (p *Pipeline) Run(ctx context.Context) error {
+// the batcher, the batcher, the worker pool (dispatcher, one goroutine per worker, deliverer), the sink
+// (statistics, drift, publishing), the event publisher, the status heartbeat and the console summary.
+func (p *Pipeline) Start(ctx context.Context) (err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.run != nil {
+		return ErrStarted
+	}
 	p.started = time.Now()
-	// hard ends everything; sources end the capture only. Cancelling ctx cancels sources, then hard after the
-	// drain deadline.
 	hard, hardCancel := context.WithCancel(context.Background())
-	defer hardCancel()
 	sources, stopSources := context.WithCancel(hard)
-	defer stopSources()
-	drained := make(chan struct{}) // closed when Run is done draining
-	defer close(drained)
-	var deadlinePassed bool
-	var deadlineMu sync.Mutex
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-drained:
-			return
-		}
-		p.log.Info("stopping: sources closed, draining in-flight frames", "drain_timeout", p.cfg.Shutdown.DrainTimeout)
-		stopSources()
-		t := time.NewTimer(p.cfg.Shutdown.DrainTimeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			deadlineMu.Lock()
-			deadlinePassed = true
-			deadlineMu.Unlock()
-			p.log.Warn("drain deadline passed; dropping frames still in flight", "drain_timeout", p.cfg.Shutdown.DrainTimeout)
+	r := &run{hard: hard, hardCancel: hardCancel, stopSources: stopSources, pushCtx: sources, done: make(chan struct{})}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
 			hardCancel()
-		case <-drained:
 		}
 	}()
 
-	pub, err := stages.NewPublisher(hard, p.natsOptions())
-	if err != nil {
-		return fmt.Errorf("nats: %w", err)
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := pub.Close(closeCtx); err != nil {
-			p.log.Warn("closing the NATS publisher", "err", err)
+	var pub *stages.Publisher
+	if !p.opts.NoNATS {
+		if pub, err = stages.NewPublisher(ctx, p.natsOptions()); err != nil {
+			return fmt.Errorf("nats: %w", err)
 		}
-	}()
-	p.log.Info("publishing", "nats", pub.ClientURL(), "prefix", pub.Prefix(), "boot_id", pub.BootID())
+		cleanup = append(cleanup, func() { p.closePublisher(pub) })
+		p.log.Info("publishing", "nats", pub.ClientURL(), "prefix", pub.Prefix(), "boot_id", pub.BootID())
+	}
+	bootID := p.opts.BootID
+	if pub != nil {
+		bootID = pub.BootID()
+	} else if bootID == "" {
+		if bootID, err = message.NewBootID(); err != nil {
+			return err
+		}
+	}
 
 	if p.cfg.Engine.Verify {
 		pre := p.pre.WithDefaults()
-		checks, err := CheckGates(hard, p.model, p.engineOptions(), pre.Height, pre.Width)
+		checks, err := CheckGates(ctx, p.model, p.engineOptions(), pre.Height, pre.Width)
 		if err != nil {
 			return err
 		}
@@ -102,29 +129,44 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
+	p.engine = engineName
 	p.log.Info("model loaded", "model", p.model.Name, "digest", p.model.Digest, "se_blocks", len(p.model.Blocks),
 		"engine", engineName, "workers", p.cfg.Workers, "batch", p.cfg.Batch.MaxSize, "batch_delay", p.cfg.Batch.MaxDelay)
 
-	events := make(chan *message.Event, eventBuffer) // closed after the sources and the sink are done
+	// From here on nothing fails: start the goroutines.
+	events := make(chan *message.Event, eventBuffer) // closed once the sources and the sink are done
+	emit := newEventEmitter(events, bootID, p.log, p.opts.OnEvent)
 	var eventsDone sync.WaitGroup
 	eventsDone.Add(1)
 	go func() {
 		defer eventsDone.Done()
 		for e := range events {
+			if pub == nil {
+				continue
+			}
 			if err := pub.PublishEvent(hard, e); err != nil {
 				p.log.Warn("publishing event", "stream", e.Stream, "kind", e.Kind, "err", err)
 			}
 		}
 	}()
-	emit := newEventEmitter(events, pub.BootID(), p.log)
 
 	frames := make(chan stages.Frame) // batcher input; closed once every stream's forwarder has returned
 	var forwarders, sourcesWG sync.WaitGroup
+	forward := func(q *pipeline.Queue[stages.Frame]) {
+		forwarders.Add(1)
+		go func() {
+			defer forwarders.Done()
+			for f := range q.C() {
+				select {
+				case frames <- f:
+				case <-hard.Done():
+					f.Mat.Close()
+				}
+			}
+		}()
+	}
 	for i, so := range p.streams {
-		policy, err := p.queuePolicy(i)
-		if err != nil {
-			return err
-		}
+		policy, _ := p.queuePolicy(i) // checked by New
 		q := pipeline.NewQueue[stages.Frame](so.Name, p.cfg.Queue.Size, policy, stages.DiscardFrame)
 		p.counters.WatchQueue(so.Name, q)
 		src := &stages.Source{Options: so}
@@ -140,18 +182,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				p.log.Error("stream stopped", "stream", so.Name, "err", err)
 			}
 		}()
-		forwarders.Add(1)
-		go func() {
-			defer forwarders.Done()
-			for f := range q.C() {
-				select {
-				case frames <- f:
-				case <-hard.Done():
-					f.Mat.Close()
-				}
-			}
-		}()
+		forward(q)
 		p.log.Info("stream", "name", so.Name, "policy", policy, "queue", p.cfg.Queue.Size)
+	}
+	for _, ps := range p.pushers {
+		p.counters.WatchQueue(ps.name, ps.queue)
+		p.states.set(ps.name, "running")
+		forward(ps.queue)
 	}
 	go func() {
 		forwarders.Wait()
@@ -164,9 +201,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	poolErr := make(chan error, 1)
 	go func() { poolErr <- pool.Run(hard, batches, results) }()
 
-	s := newSink(p, pub, emit, engineName, batcher)
-	var side sync.WaitGroup
+	s := newSink(p, pub, bootID, emit, engineName, batcher)
 	sideStop := make(chan struct{}) // closed when the results are all handled
+	var side sync.WaitGroup
 	side.Add(1)
 	go func() {
 		defer side.Done()
@@ -179,28 +216,101 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			s.summaryLoop(sideStop)
 		}()
 	}
-
-	for res := range results {
-		s.batch(hard, res)
-	}
-	close(sideStop)
-	side.Wait()
-	err = <-poolErr
-	sourcesWG.Wait()
-	close(events)
-	eventsDone.Wait()
-
-	deadlineMu.Lock()
-	passed := deadlinePassed
-	deadlineMu.Unlock()
-	if passed {
-		return fmt.Errorf("drain deadline %s passed before every frame was published: %w", p.cfg.Shutdown.DrainTimeout, errStopped)
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	s.statusNow(hard)
+	// With no push streams, the pipeline ends by itself when every source has ended: each source closes its
+	// queue, and the stages drain behind it with no deadline.
+	go func() {
+		for res := range results {
+			s.batch(hard, res)
+		}
+		close(sideStop)
+		side.Wait()
+		err := <-poolErr
+		sourcesWG.Wait()
+		close(events)
+		eventsDone.Wait()
+		if err == nil {
+			s.statusNow(hard)
+		}
+		if pub != nil {
+			p.closePublisher(pub)
+		}
+		r.deadlineMu.Lock()
+		passed := r.deadline
+		r.deadlineMu.Unlock()
+		switch {
+		case passed:
+			r.err = fmt.Errorf("%w (%s) before every frame was published", ErrDrainDeadline, p.cfg.Shutdown.DrainTimeout)
+		case err != nil && !errors.Is(err, context.Canceled):
+			r.err = err
+		}
+		hardCancel()
+		close(r.done)
+	}()
+	p.run = r
 	return nil
+}
+
+func (p *Pipeline) closePublisher(pub *stages.Publisher) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := pub.Close(ctx); err != nil {
+		p.log.Warn("closing the NATS publisher", "err", err)
+	}
+}
+
+// beginClose stops the sources and pushing, and starts the drain deadline. It is idempotent.
+func (p *Pipeline) beginClose() {
+	r := p.run
+	r.closeOnce.Do(func() {
+		p.closePushers()
+		r.stopSources()
+		go func() {
+			t := time.NewTimer(p.cfg.Shutdown.DrainTimeout)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				r.deadlineMu.Lock()
+				r.deadline = true
+				r.deadlineMu.Unlock()
+				p.log.Warn("drain deadline passed; dropping frames still in flight", "drain_timeout", p.cfg.Shutdown.DrainTimeout)
+				r.hardCancel()
+			case <-r.done:
+			}
+		}()
+	})
+}
+
+// Wait blocks until the pipeline has drained: after Close, or once every source has ended. It returns nil
+// after a complete drain, an error wrapping ErrDrainDeadline when frames were still in flight at the deadline.
+func (p *Pipeline) Wait() error {
+	p.mu.Lock()
+	r := p.run
+	p.mu.Unlock()
+	if r == nil {
+		return ErrNotStarted
+	}
+	<-r.done
+	return r.err
+}
+
+// Close stops the sources and refuses further pushes, lets the frames in flight be processed and published,
+// and returns when that is done. The drain is bounded by shutdown.drain_timeout and by ctx: when either ends
+// first, what is still in flight is dropped (and counted). Close after Close returns the same result.
+func (p *Pipeline) Close(ctx context.Context) error {
+	p.mu.Lock()
+	r := p.run
+	p.mu.Unlock()
+	if r == nil {
+		return ErrNotStarted
+	}
+	p.beginClose()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		r.hardCancel()
+		<-r.done
+	}
+	return r.err
 }
 
 // stateOf maps a source event to the stream state reported in status messages.

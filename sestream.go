@@ -2,7 +2,6 @@ package sestream
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/message"
 	"github.com/sestream/sestream/model"
 	"github.com/sestream/sestream/pipeline"
 	"github.com/sestream/sestream/stages"
@@ -23,17 +23,46 @@ const DemoStream = "demo"
 
 // Options are what the host process gives a Pipeline besides its configuration.
 type Options struct {
-	// Logger receives state changes; nil means slog.Default().
+	// Logger receives state changes (never one line per frame); nil means slog.Default().
 	Logger *slog.Logger
 	// Summary, when not nil, receives a one-line summary every second.
 	Summary io.Writer
-	// Version is reported in status messages.
+	// Version is reported in status messages; empty means this build's version.
 	Version string
+	// PushStreams declares streams whose frames the host program gives with Push and PushImage, beside (or
+	// instead of) the configured sources. Their queues follow queue.size and queue.policy (auto means
+	// drop_oldest: pushed frames are live).
+	PushStreams []string
+	// OnFrame, when not nil, receives every processed frame's result and attention messages, in frame order
+	// per stream, from the pipeline's sink goroutine: it must return quickly (the pipeline waits for it). The
+	// messages are not reused; OnFrame may keep them.
+	OnFrame func(FrameOutput)
+	// OnEvent, when not nil, receives every source and drift event. It is called from capture goroutines and
+	// the sink, and must not block.
+	OnEvent func(*message.Event)
+	// NoNATS publishes nothing on NATS: results reach the host only through OnFrame and OnEvent.
+	NoNATS bool
+	// BootID identifies this run in messages when NoNATS is set (with NATS, the publisher's id is used);
+	// empty means a random id.
+	BootID string
+}
+
+// FrameOutput is one processed frame as the host program receives it: the same messages the pipeline
+// publishes on <prefix>.<stream>.result and .attention.
+type FrameOutput struct {
+	Result    *message.Result
+	Attention *message.Attention
 }
 
 // Pipeline is a configured sestream pipeline: sources, batcher, inference workers, and the publisher.
 // Build it with New and run it once with Run.
 type Pipeline struct {
+	mu      sync.Mutex // guards run
+	run     *run       // nil until Start
+	engine  string
+	pushers map[string]*pusher // read-only after New
+	pushing pushState
+
 	cfg      *config.Config
 	opts     Options
 	log      *slog.Logger
@@ -78,7 +107,7 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 	}
 
 	streams := cfg.Streams
-	if len(streams) == 0 {
+	if len(streams) == 0 && len(opts.PushStreams) == 0 {
 		sample, err := FindBundled(BundledSample)
 		if err != nil {
 			return nil, &InputError{Key: "streams", Err: fmt.Errorf("no streams configured and the demo video is missing: %w", err)}
@@ -97,6 +126,12 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 		}
 		p.streams = append(p.streams, so)
 		p.states.set(s.Name, "starting")
+		if _, err := p.queuePolicy(i); err != nil {
+			return nil, &InputError{Key: fmt.Sprintf("streams[%d].url", i), Err: err}
+		}
+	}
+	if err := p.newPushers(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -252,5 +287,3 @@ func (p *Pipeline) queuePolicy(i int) (pipeline.Policy, error) {
 	}
 	return pipeline.ParsePolicy(name)
 }
-
-var errStopped = errors.New("pipeline stopped")

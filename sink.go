@@ -2,6 +2,7 @@ package sestream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,13 +25,17 @@ type eventEmitter struct {
 	out    chan<- *message.Event
 	bootID string
 	log    *slog.Logger
+	host   func(*message.Event) // Options.OnEvent; may be nil
 }
 
-func newEventEmitter(out chan<- *message.Event, bootID string, log *slog.Logger) *eventEmitter {
-	return &eventEmitter{out: out, bootID: bootID, log: log}
+func newEventEmitter(out chan<- *message.Event, bootID string, log *slog.Logger, host func(*message.Event)) *eventEmitter {
+	return &eventEmitter{out: out, bootID: bootID, log: log, host: host}
 }
 
 func (e *eventEmitter) send(ev *message.Event) {
+	if e.host != nil {
+		e.host(ev)
+	}
 	select {
 	case e.out <- ev:
 	default:
@@ -82,7 +87,8 @@ func (e *eventEmitter) drift(stream, block string, ev *se.DriftEvent, at time.Ti
 // goroutines read the window under mu.
 type sink struct {
 	p       *Pipeline
-	pub     *stages.Publisher
+	pub     *stages.Publisher // nil with Options.NoNATS
+	bootID  string
 	emit    *eventEmitter
 	engine  string
 	batcher *pipeline.Batcher[stages.Frame]
@@ -107,8 +113,8 @@ type window struct {
 	entropyN  int
 }
 
-func newSink(p *Pipeline, pub *stages.Publisher, emit *eventEmitter, engineName string, b *pipeline.Batcher[stages.Frame]) *sink {
-	s := &sink{p: p, pub: pub, emit: emit, engine: engineName, batcher: b,
+func newSink(p *Pipeline, pub *stages.Publisher, bootID string, emit *eventEmitter, engineName string, b *pipeline.Batcher[stages.Frame]) *sink {
+	s := &sink{p: p, pub: pub, bootID: bootID, emit: emit, engine: engineName, batcher: b,
 		model: message.Model{Name: p.model.Name, Digest: p.model.Digest}, prev: map[string]pipeline.StreamStats{}, prevAt: time.Now()}
 	if p.cfg.Attention.Drift.Enabled && len(p.model.Blocks) > 0 {
 		s.drift = map[string][]*se.Drift{}
@@ -182,7 +188,7 @@ func (s *sink) batch(ctx context.Context, res *stages.BatchResult) {
 			}
 			blocks[j] = b
 		}
-		result := &message.Result{Schema: message.SchemaResult, Stream: fr.Info.Stream, Seq: fr.Info.Seq, BootID: s.pub.BootID(),
+		result := &message.Result{Schema: message.SchemaResult, Stream: fr.Info.Stream, Seq: fr.Info.Seq, BootID: s.bootID,
 			Captured: fr.Info.Captured, Width: fr.Info.Width, Height: fr.Info.Height,
 			Batch: message.Batch{ID: res.ID, Size: res.Size}, Model: s.model, Engine: res.Engine}
 		if fr.Info.HasPTS {
@@ -202,12 +208,15 @@ func (s *sink) batch(ctx context.Context, res *stages.BatchResult) {
 		fr.Info.Timings.Publish = now.Sub(t0)
 		result.Timings = stages.MessageTimings(&fr.Info, now)
 		attention := &message.Attention{Schema: message.SchemaAttention, Stream: fr.Info.Stream, Seq: fr.Info.Seq,
-			BootID: s.pub.BootID(), Captured: fr.Info.Captured, Model: s.model, Blocks: blocks}
-		errR := s.pub.PublishResult(ctx, result)
-		errA := s.pub.PublishAttention(ctx, attention)
-		if errR != nil || errA != nil {
-			s.errLog.log(s.p.log, "publishing", "stream", fr.Info.Stream, "seq", fr.Info.Seq, "err", fmt.Sprint(errR, " ", errA))
-			continue
+			BootID: s.bootID, Captured: fr.Info.Captured, Model: s.model, Blocks: blocks}
+		if s.p.opts.OnFrame != nil {
+			s.p.opts.OnFrame(FrameOutput{Result: result, Attention: attention})
+		}
+		if s.pub != nil {
+			if err := errors.Join(s.pub.PublishResult(ctx, result), s.pub.PublishAttention(ctx, attention)); err != nil {
+				s.errLog.log(s.p.log, "publishing", "stream", fr.Info.Stream, "seq", fr.Info.Seq, "err", err)
+				continue
+			}
 		}
 		counters.Published()
 		lat = append(lat, now.Sub(fr.Info.Captured))
@@ -271,7 +280,10 @@ func (s *sink) statusNow(ctx context.Context) {
 	}
 	s.prevAt = now
 	s.mu.Unlock()
-	status := &message.Status{Schema: message.SchemaStatus, Version: s.p.version(), BootID: s.pub.BootID(), Time: now,
+	if s.pub == nil {
+		return
+	}
+	status := &message.Status{Schema: message.SchemaStatus, Version: s.p.version(), BootID: s.bootID, Time: now,
 		UptimeSeconds: now.Sub(s.p.started).Seconds(), Streams: streams, NATS: s.pub.Stats().NATSStatus()}
 	if err := s.pub.PublishStatus(ctx, status); err != nil {
 		s.errLog.log(s.p.log, "publishing status", "err", err)
