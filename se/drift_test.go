@@ -587,3 +587,44 @@ func ExampleDrift() {
 	// frame 5: drift_on, drift 0.769, changed [[0,0.9,0.1],[2,0.1,0.9]]
 	// frame 7: drift_off, drift 0.000, changed [[2,0.11592,0.1],[0,0.88408,0.9]]
 }
+
+// BenchmarkDriftFrame updates the drift of every SE block of one mobilenet_v3_small frame of a
+// steady stream (no events).
+func BenchmarkDriftFrame(b *testing.B) {
+	channels := []int{16, 96, 240, 240, 120, 144, 288, 576, 576}
+	rng := xorshift(17)
+	const variants = 16
+	base := make([][]float32, len(channels))
+	for j, c := range channels {
+		base[j] = randomGates(&rng, c)
+	}
+	frames := make([][][]float32, variants) // a steady stream: base gates plus noise of ±0.02
+	for f := range frames {
+		frames[f] = make([][]float32, len(channels))
+		for j := range channels {
+			frames[f][j] = make([]float32, len(base[j]))
+			for i, v := range base[j] {
+				frames[f][j][i] = float32(clamp(float64(v)+0.04*(rng.float()-0.5), 0, 1))
+			}
+		}
+	}
+	drifts := make([]*Drift, len(channels))
+	for j := range drifts {
+		var err error
+		if drifts[j], err = NewDrift(DefaultDriftConfig()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f := uint64(0)
+	b.ReportAllocs()
+	cpu := startCPUTimer()
+	for b.Loop() {
+		f++
+		for j, d := range drifts {
+			if _, err := d.Update(f, frames[f%variants][j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	cpu.report(b)
+}
