@@ -1,0 +1,2 @@
+// Package metrics exposes the pipeline's counters in Prometheus format and serves /metrics, /healthz and /readyz.
+package metrics
