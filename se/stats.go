@@ -80,7 +80,8 @@ type Stats struct {
 // ComputeStats computes the statistics of the gate vector s into dst, with the k largest gates
 // in dst.Top (all C when k > C, none when k = 0; dst.Top is then empty, not nil). It reuses
 // dst.Top's backing array, so with a dst reused across frames it allocates nothing once that
-// array holds k gates.
+// array holds k gates; a caller that still needs the previous Top (a message not yet encoded)
+// must copy it or pass another dst.
 //
 // s must be non-empty, finite, non-negative and not all zero; otherwise the error wraps
 // ErrInvalidGates and names the first offending channel. Values above 1 are accepted (they are
