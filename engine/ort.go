@@ -21,7 +21,6 @@ type ortEngine struct {
 	info    Info
 	session *ort.DynamicAdvancedSession
 	fetches []fetch
-	in      []float32   // MaxBatch x item, NCHW
 	batches []*ortBatch // index n-1; nil until batch size n is first run
 	result  Result
 	closed  bool
@@ -38,7 +37,7 @@ type fetch struct {
 
 // ortBatch holds the tensors for one batch size.
 type ortBatch struct {
-	inputs  []ort.Value // one input tensor over in; nil until the first Run at this size
+	inputs  []ort.Value // the input tensor, wrapping the caller's slice; nil until the first Run at this size
 	in      *float32    // first value of the slice inputs[0] wraps
 	outputs []ort.Value
 }
