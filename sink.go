@@ -175,7 +175,9 @@ func (s *sink) batch(ctx context.Context, res *stages.BatchResult) {
 			entropyN++
 			if drifts != nil {
 				sample, err := drifts[j].Update(fr.Info.Seq, g)
-				if err == nil {
+				if err != nil {
+					s.errLog.log(s.p.log, "attention drift not updated", "stream", fr.Info.Stream, "block", info.Name, "err", err)
+				} else {
 					d := sample.Drift
 					b.Drift = &d
 					if sample.Event != nil {
