@@ -159,7 +159,7 @@ func (o NATSOptions) validate() error {
 		return fmt.Errorf("nats prefix: %w", err)
 	}
 	for _, u := range o.URLs {
-		if err := validateURL(u); err != nil {
+		if err := ValidateURL(u); err != nil {
 			return err
 		}
 	}
@@ -197,8 +197,9 @@ func (o NATSOptions) validate() error {
 	return nil
 }
 
-// validateURL accepts only NATS schemes. Errors show the URL without its password.
-func validateURL(raw string) error {
+// ValidateURL checks that raw is a NATS server URL (nats://, tls://, ws:// or wss:// with a host).
+// Errors show the URL without its password.
+func ValidateURL(raw string) error {
 	shown := raw // what errors show when the URL does not parse: never the part before '@'
 	if i := strings.LastIndex(raw, "@"); i >= 0 {
 		shown = "xxxxx@" + raw[i+1:]

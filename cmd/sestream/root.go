@@ -53,6 +53,7 @@ publishing to an embedded NATS server.`,
 		newInferCmd(),
 		newBenchCmd(),
 		newInspectCmd(),
+		newSubCmd(),
 	)
 	return root
 }

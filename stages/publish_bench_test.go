@@ -1,0 +1,72 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// BenchmarkPublishFrame publishes one frame's result and attention (16 SE blocks) per
+// iteration through the embedded server, with one subscriber reading everything. ns/op includes
+// waiting, at the end, for every message to be confirmed (flushed, or acknowledged by JetStream);
+// caller-us/frame is the time the pipeline's goroutine spends in the two Publish calls.
+func BenchmarkPublishFrame(b *testing.B) {
+	for _, mode := range []string{"core", "jetstream"} {
+		b.Run(mode, func(b *testing.B) {
+			log, _ := testLogger()
+			o := NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: b.TempDir()}, Logger: log, BufferSize: 4096}
+			if mode == "jetstream" {
+				o.JetStream = JetStreamOptions{Enabled: true, Create: true}
+			}
+			p, err := NewPublisher(context.Background(), o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sub, err := nats.Connect(p.ClientURL())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sub.Close()
+			var received atomic.Int64
+			s, _ := sub.Subscribe("sestream.>", func(*nats.Msg) { received.Add(1) })
+			s.SetPendingLimits(-1, -1)
+			sub.Flush()
+
+			res, att := testResult("cam1", 1), testAttention("cam1", 1, 16)
+			rb, _ := json.Marshal(res)
+			ab, _ := json.Marshal(att)
+			ctx := context.Background()
+			var caller time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				seq := uint64(i + 1)
+				res.Seq, att.Seq = seq, seq
+				t0 := time.Now()
+				if err := p.PublishResult(ctx, res); err != nil {
+					b.Fatal(err)
+				}
+				if err := p.PublishAttention(ctx, att); err != nil {
+					b.Fatal(err)
+				}
+				caller += time.Since(t0)
+			}
+			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := p.Close(cctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if st := p.Stats().Total(); st.Published != uint64(2*b.N) {
+				b.Fatalf("published %d of %d", st.Published, 2*b.N)
+			}
+			b.ReportMetric(float64(len(rb)+len(ab)), "bytes/frame")
+			b.ReportMetric(float64(caller.Microseconds())/float64(b.N), "caller-us/frame")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+		})
+	}
+}
