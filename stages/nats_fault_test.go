@@ -164,3 +164,66 @@ func TestFaultCore(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestJetStreamRetryDeduplicates makes acknowledgements time out (1 ms) so messages are
+// published again with the same Nats-Msg-Id: JetStream must store each result once, and every
+// acknowledged result must be stored.
+func TestJetStreamRetryDeduplicates(t *testing.T) {
+	const n = 200
+	p, _ := newTestPublisher(t, NATSOptions{
+		Embedded:   EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()},
+		JetStream:  JetStreamOptions{Enabled: true, Create: true, AckTimeout: time.Millisecond, Retries: 3, MaxPending: 32},
+		BufferSize: n,
+	})
+	url := p.ClientURL()
+	for seq := uint64(1); seq <= n; seq++ {
+		if err := p.PublishResult(context.Background(), testResult("cam1", seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "every result acknowledged or dropped", func() bool {
+		r := p.Stats().Kinds[message.KindResult]
+		return r.Acked+r.Dropped == n
+	})
+	s := p.Stats()
+	r := s.Kinds[message.KindResult]
+	t.Logf("acked %d, dropped after retries %d, publishes repeated %d", r.Acked, r.Dropped, s.Retried)
+	if s.Retried == 0 {
+		t.Skip("no acknowledgement took longer than 1ms on this machine; the retry path was not exercised")
+	}
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, DefaultStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[uint64]int)
+	for i := info.State.FirstSeq; i <= info.State.LastSeq && info.State.Msgs > 0; i++ {
+		m, err := st.GetMsg(ctx, i)
+		if err != nil {
+			t.Fatalf("get stream message %d: %v", i, err)
+		}
+		var res message.Result
+		json.Unmarshal(m.Data, &res)
+		seen[res.Seq]++
+	}
+	for seq, times := range seen {
+		if times != 1 {
+			t.Errorf("result %d stored %d times", seq, times)
+		}
+	}
+	if uint64(len(seen)) < r.Acked {
+		t.Errorf("%d results stored, fewer than the %d acknowledged", len(seen), r.Acked)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.uber.org/goleak"
 
 	"github.com/sestream/sestream/message"
 	"github.com/sestream/sestream/pipeline"
@@ -319,6 +320,29 @@ func TestBackoff(t *testing.T) {
 			if d := backoff(base, maxWait, tc.attempt); d < tc.lo || d > tc.hi {
 				t.Fatalf("backoff attempt %d = %v, want in [%v, %v]", tc.attempt, d, tc.lo, tc.hi)
 			}
+		}
+	}
+}
+
+// TestCloseLeavesNoGoroutines: Close stops the sender, the connection and the embedded server.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	for _, js := range []bool{false, true} {
+		log, _ := testLogger()
+		p, err := NewPublisher(context.Background(), NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()},
+			JetStream: JetStreamOptions{Enabled: js, Create: true}, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.PublishResult(context.Background(), testResult("cam1", 1)); err != nil {
+			t.Fatal(err)
+		}
+		closePublisher(t, p, 10*time.Second)
+		if err := p.PublishResult(context.Background(), testResult("cam1", 2)); !errors.Is(err, ErrPublisherClosed) {
+			t.Fatalf("publish after Close: %v", err)
+		}
+		if n := p.Stats().Total().Published; n != 1 {
+			t.Fatalf("jetstream %v: published %d before Close returned", js, n)
 		}
 	}
 }
