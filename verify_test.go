@@ -3,10 +3,12 @@ package sestream
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/model"
 )
 
@@ -53,5 +55,32 @@ func TestVerifyCatchesWrongDiscovery(t *testing.T) {
 	_, err = CheckGates(context.Background(), m, engine.Options{Backend: engine.ONNXRuntime, Threads: 1}, 64, 64)
 	if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), m.Blocks[0].Name) {
 		t.Fatalf("self-check error = %v, want ErrVerify naming block %s", err, m.Blocks[0].Name)
+	}
+}
+
+// TestVerifyTorchvision runs the self-check on torchvision's SE networks (random weights, exported at test
+// time) with both backends: every block's max error must be within VerifyTolerance.
+func TestVerifyTorchvision(t *testing.T) {
+	names := []string{"mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf"}
+	dir := testfixtures.Torchvision(t, names...)
+	for _, name := range names {
+		m, err := model.Load(filepath.Join(dir, name+".onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, backend := range []engine.Backend{engine.ONNXRuntime, engine.OpenCV} {
+			checks, _, err := VerifyGates(context.Background(), m, engine.Options{Backend: backend, Threads: 2}, 224, 224, 2)
+			if err != nil {
+				t.Fatalf("%s on %s: %v", name, backend, err)
+			}
+			worst := 0.0
+			for _, c := range checks {
+				if !c.OK() {
+					t.Errorf("%s on %s: block %s max error %g, err %v", name, backend, c.Block, c.MaxError, c.Err)
+				}
+				worst = max(worst, c.MaxError)
+			}
+			t.Logf("%s on %s: %d blocks, worst max error %.2g", name, backend, len(checks), worst)
+		}
 	}
 }

@@ -2,61 +2,19 @@ package model
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/se"
 )
 
-const (
-	python       = "/usr/bin/python3"
-	exportScript = "../scripts/export_torchvision.py"
-)
-
-// fixtureDir returns the directory holding the exported models, exporting those that are
-// missing. It is $SESTREAM_FIXTURES when set, else a directory in the user's cache named after
-// the export script's hash, so a changed script exports afresh. It skips the test only when
-// /usr/bin/python3 cannot import torch, torchvision and onnx.
+// fixtureDir returns the directory holding the exported torchvision models (see testfixtures.Torchvision).
 func fixtureDir(t testing.TB, names ...string) string {
 	t.Helper()
-	if err := exec.Command(python, "-c", "import torch, torchvision, onnx").Run(); err != nil {
-		t.Skipf("skipping: %s cannot import torch, torchvision and onnx (Debian python3-torch, python3-torchvision, python3-onnx): %v", python, err)
-	}
-	dir := os.Getenv("SESTREAM_FIXTURES")
-	if dir == "" {
-		script, err := os.ReadFile(exportScript)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(script)
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		dir = filepath.Join(cache, "sestream-fixtures", "torchvision-"+hex.EncodeToString(sum[:6]))
-	}
-	var missing []string
-	for _, n := range names {
-		if _, err := os.Stat(filepath.Join(dir, n+".onnx")); err != nil {
-			missing = append(missing, n)
-		}
-	}
-	if len(missing) > 0 {
-		start := time.Now()
-		cmd := exec.Command(python, append([]string{exportScript, dir}, missing...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("%s %s: %v\n%s", python, exportScript, err, stderr.String())
-		}
-		t.Logf("exported %v into %s in %v", missing, dir, time.Since(start).Round(time.Millisecond))
-	}
-	return dir
+	return testfixtures.Torchvision(t, names...)
 }
 
 func TestTorchvisionDiscovery(t *testing.T) {
@@ -207,8 +165,8 @@ func TestTinyFixtureIsCurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(fresh, committed) {
-			t.Errorf("testdata/%s differs from what %s exports now; regenerate it with %s %s model/testdata tiny_se",
-				name, exportScript, python, "scripts/export_torchvision.py")
+			t.Errorf("testdata/%s differs from what scripts/export_torchvision.py exports now; regenerate it with %s scripts/export_torchvision.py model/testdata tiny_se",
+				name, testfixtures.Python)
 		}
 	}
 }

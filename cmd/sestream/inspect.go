@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,16 +12,26 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sestream/sestream"
+	"github.com/sestream/sestream/engine"
 	"github.com/sestream/sestream/model"
 )
 
 // inspectJSON is the --json output of `sestream inspect`.
 type inspectJSON struct {
-	Model    inspectModel      `json:"model"`
+	Model inspectModel `json:"model"`
+	// Verify names the engine that ran the self-check (--verify only).
+	Verify   *inspectVerify    `json:"verify,omitempty"`
 	Inputs   []inspectTensor   `json:"inputs"`
 	Outputs  []inspectTensor   `json:"outputs"`
 	Metadata map[string]string `json:"metadata"`
 	SEBlocks []inspectBlock    `json:"se_blocks"`
+}
+
+type inspectVerify struct {
+	Engine    string  `json:"engine"`
+	Tolerance float64 `json:"tolerance"`
+	OK        bool    `json:"ok"`
 }
 
 type inspectModel struct {
@@ -47,20 +58,31 @@ type inspectBlock struct {
 	Input      string  `json:"input"`
 	GateTensor string  `json:"gate_tensor"`
 	Output     string  `json:"output"`
+	// VerifyMaxError is the self-check's largest gate difference (--verify only).
+	VerifyMaxError *float64 `json:"verify_max_error,omitempty"`
+	VerifyError    string   `json:"verify_error,omitempty"`
 }
 
 func newInspectCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, verify bool
+	var backend string
+	var threads int
 	cmd := &cobra.Command{
-		Use:   "inspect MODEL [--json]",
+		Use:   "inspect MODEL [--json] [--verify [--engine E]]",
 		Short: "Show a model's inputs, outputs, metadata and SE blocks",
 		Long: `inspect reads an ONNX model, validates it and prints its input and outputs, its metadata (labels and
 preprocessing, see docs/model-metadata.md) and a table of the Squeeze-and-Excitation blocks found in it:
 order in the network, name (the gate node, which names the block's gates in results), channels C, hidden
 width, reduction r = C/hidden, gate function and activation.
 
+--verify runs the SE self-check on the engine (--engine): the model runs on a batch of pseudo-random inputs
+with every block's input U fetched beside its gates, each block's gates are recomputed in Go from U with the
+block's own weights, and the largest difference per block is reported. It exits with code 1 when a block
+differs by more than 1e-4, which means discovery picked the wrong tensors.
+
 --json prints {"model":{...},"inputs":[{"name","shape"}],"outputs":[...],"metadata":{...},
 "se_blocks":[{"name","channels","hidden","gate","activation",...}]}. Symbolic dimensions are -1 in "shape".
+With --verify, "verify":{"engine","tolerance","ok"} and each block's "verify_max_error" are added.
 
 A file that is missing or is not a usable model exits with code 2.`,
 		Args: cobra.ExactArgs(1),
@@ -69,14 +91,72 @@ A file that is missing or is not a usable model exits with code 2.`,
 			if err != nil {
 				return badInput(err)
 			}
-			if asJSON {
-				return writeInspectJSON(cmd.OutOrStdout(), m)
+			report := inspectReport(m)
+			var verifyErr error
+			if verify {
+				b, err := engine.ParseBackend(backend)
+				if err != nil {
+					return badInput(err)
+				}
+				verifyErr = runVerify(cmd.Context(), m, engine.Options{Backend: b, Threads: threads}, &report)
+				if report.Verify == nil {
+					return verifyErr // the engine could not run the model
+				}
 			}
-			return writeInspect(cmd.OutOrStdout(), m)
+			if asJSON {
+				err = writeInspectJSON(cmd.OutOrStdout(), report)
+			} else {
+				err = writeInspect(cmd.OutOrStdout(), m, report)
+			}
+			if err != nil {
+				return err
+			}
+			return verifyErr
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
+	cmd.Flags().BoolVar(&verify, "verify", false, "run the SE self-check on an engine")
+	cmd.Flags().StringVar(&backend, "engine", "auto", "engine for --verify: auto, onnxruntime or opencv")
+	cmd.Flags().IntVar(&threads, "threads", 2, "intra-op threads for --verify")
 	return cmd
+}
+
+// runVerify runs the SE self-check and records it in report.
+func runVerify(ctx context.Context, m *model.Model, opts engine.Options, report *inspectJSON) error {
+	h, w := inputSize(m)
+	checks, info, err := sestream.VerifyGates(ctx, m, opts, h, w, 2)
+	if err != nil {
+		return err
+	}
+	report.Verify = &inspectVerify{Engine: string(info.Backend), Tolerance: sestream.VerifyTolerance, OK: true}
+	var failed []string
+	for i, c := range checks {
+		maxErr := c.MaxError
+		report.SEBlocks[i].VerifyMaxError = &maxErr
+		if c.Err != nil {
+			report.SEBlocks[i].VerifyError = c.Err.Error()
+		}
+		if !c.OK() {
+			report.Verify.OK = false
+			failed = append(failed, c.Block)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("SE self-check failed on %s for blocks %s", info.Backend, strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// inputSize is the model's input height and width: fixed dimensions, else the metadata, else 224.
+func inputSize(m *model.Model) (int, int) {
+	h, w := 224, 224
+	if m.Meta.Height > 0 && m.Meta.Width > 0 {
+		h, w = m.Meta.Height, m.Meta.Width
+	}
+	if s := m.Input.Shape; len(s) == 4 && s[2] > 0 && s[3] > 0 {
+		h, w = int(s[2]), int(s[3])
+	}
+	return h, w
 }
 
 func inspectReport(m *model.Model) inspectJSON {
@@ -111,10 +191,10 @@ func tensorReport(t model.TensorInfo) inspectTensor {
 	return it
 }
 
-func writeInspectJSON(w io.Writer, m *model.Model) error {
+func writeInspectJSON(w io.Writer, report inspectJSON) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(inspectReport(m))
+	return enc.Encode(report)
 }
 
 // shapeString renders a shape with symbolic dimensions by name: [batch 3 224 224].
@@ -136,7 +216,7 @@ func shapeString(t model.TensorInfo) string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-func writeInspect(w io.Writer, m *model.Model) error {
+func writeInspect(w io.Writer, m *model.Model, report inspectJSON) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "model\t%s\n", m.Path)
 	fmt.Fprintf(tw, "digest\t%s\n", m.Digest)
@@ -173,10 +253,31 @@ func writeInspect(w io.Writer, m *model.Model) error {
 	if len(m.Blocks) == 0 {
 		return nil
 	}
-	fmt.Fprintln(tw, "ORDER\tNAME\tCHANNELS\tHIDDEN\tR\tGATE\tACTIVATION")
-	for _, b := range m.Blocks {
-		r := strconv.FormatFloat(float64(b.Channels)/float64(b.Hidden), 'g', 4, 64)
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%s\n", b.Order, b.Name, b.Channels, b.Hidden, r, b.Gate, b.Activation)
+	header := "ORDER\tNAME\tCHANNELS\tHIDDEN\tR\tGATE\tACTIVATION"
+	if report.Verify != nil {
+		header += "\tMAX ERROR (" + report.Verify.Engine + ")"
 	}
-	return tw.Flush()
+	fmt.Fprintln(tw, header)
+	for i, b := range m.Blocks {
+		r := strconv.FormatFloat(float64(b.Channels)/float64(b.Hidden), 'g', 4, 64)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%s", b.Order, b.Name, b.Channels, b.Hidden, r, b.Gate, b.Activation)
+		if v := report.SEBlocks[i]; v.VerifyMaxError != nil {
+			fmt.Fprintf(tw, "\t%.2g", *v.VerifyMaxError)
+			if v.VerifyError != "" {
+				fmt.Fprintf(tw, " (%s)", v.VerifyError)
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if report.Verify != nil {
+		verdict := "every block within"
+		if !report.Verify.OK {
+			verdict = "FAILED: some blocks beyond"
+		}
+		fmt.Fprintf(w, "\nSE self-check on %s: %s %g\n", report.Verify.Engine, verdict, report.Verify.Tolerance)
+	}
+	return nil
 }
