@@ -191,3 +191,26 @@ func TestCapturedKeepsNanoseconds(t *testing.T) {
 		t.Fatalf("captured %v, want %v", got, sampleTime.Format(time.RFC3339Nano))
 	}
 }
+
+// BenchmarkEncodeFrame encodes one frame's result and attention (16 SE blocks): the CPU the
+// publisher spends on the pipeline's goroutine per frame.
+func BenchmarkEncodeFrame(b *testing.B) {
+	r, a := sampleResult(), sampleAttention(16)
+	for i := range a.Blocks {
+		a.Blocks[i].Vector, a.Blocks[i].Drift = nil, ptr(0.01)
+	}
+	b.ReportAllocs()
+	var n int
+	for range b.N {
+		rb, err := json.Marshal(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ab, err := json.Marshal(a)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(rb) + len(ab)
+	}
+	b.ReportMetric(float64(n), "bytes/frame")
+}
