@@ -64,8 +64,8 @@ func ParseSource(raw string) (SourceSpec, error) {
 		return SourceSpec{}, fmt.Errorf("source url %q contains a NUL byte", raw)
 	}
 	if n, err := strconv.Atoi(s); err == nil {
-		if n < 0 || n > 4095 {
-			return SourceSpec{}, fmt.Errorf("source %q: device index out of range 0-4095", raw)
+		if n < 0 || n > 4095 || strconv.Itoa(n) != s {
+			return SourceSpec{}, fmt.Errorf("source %q: want a device index 0-4095 without sign or leading zeros", raw)
 		}
 		return SourceSpec{Kind: KindDevice, Target: "/dev/video" + s, Device: n}, nil
 	}
@@ -79,6 +79,10 @@ func ParseSource(raw string) (SourceSpec, error) {
 	if scheme, _, ok := strings.Cut(s, "://"); ok && isScheme(scheme) {
 		u, err := url.Parse(s)
 		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // url.Error repeats the URL, password included
+			}
 			return SourceSpec{}, fmt.Errorf("source url %s: %w", redactURL(s), err)
 		}
 		switch strings.ToLower(u.Scheme) {
@@ -132,10 +136,25 @@ func isScheme(s string) bool {
 // redactURL hides the password of a URL so it can go into errors, logs and events.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err == nil {
+		if u.User == nil {
+			return s
+		}
+		return u.Redacted()
+	}
+	// Unparsable: hide whatever stands between "user:" and "@" in the authority.
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
 		return s
 	}
-	return u.Redacted()
+	authority, _, _ := strings.Cut(rest, "/")
+	at := strings.LastIndexByte(authority, '@')
+	colon := strings.IndexByte(authority, ':')
+	if at < 0 || colon < 0 || colon > at {
+		return s
+	}
+	start := len(s) - len(rest) + colon + 1
+	return s[:start] + "xxxxx" + s[start+at-colon-1:]
 }
 
 // SourceOptions configure one capture stream. The zero value of every field but Name and
