@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -344,5 +345,39 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		if n := p.Stats().Total().Published; n != 1 {
 			t.Fatalf("jetstream %v: published %d before Close returned", js, n)
 		}
+	}
+}
+
+// TestCloseWhileDisconnected: what cannot be sent before Close's context ends is counted as
+// dropped and reported, never silently lost.
+func TestCloseWhileDisconnected(t *testing.T) {
+	log, logs := testLogger()
+	p, err := NewPublisher(context.Background(), NATSOptions{URLs: []string{"nats://127.0.0.1:" + strconv.Itoa(freePort(t))},
+		ConnectTimeout: 100 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 5; seq++ {
+		if err := p.PublishResult(context.Background(), testResult("cam1", seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = p.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "5 messages unsent") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close = %v, want 5 messages unsent", err)
+	}
+	if r := p.Stats().Kinds[message.KindResult]; r.Dropped != 5 || r.Published != 0 {
+		t.Fatalf("counters %+v", r)
+	}
+	// The first drop is logged at once, later ones at most every 5s, and the rest at Close.
+	logged := 0
+	for _, m := range regexp.MustCompile(`dropped (\d+) messages \(\d+ result\)" reasons="unsent at close`).FindAllStringSubmatch(logs.String(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		logged += n
+	}
+	if logged != 5 {
+		t.Fatalf("log reports %d drops, want 5:\n%s", logged, logs)
 	}
 }
