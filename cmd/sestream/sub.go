@@ -18,8 +18,8 @@ import (
 // subOptions are the flags of `sestream sub`.
 type subOptions struct {
 	url, prefix, stream, kind, creds string
-	json                              bool
-	count                             int
+	json                             bool
+	count                            int
 }
 
 func newSubCmd() *cobra.Command {
