@@ -108,3 +108,25 @@ func TestKinds(t *testing.T) {
 		t.Error("ParseKind(all) succeeded")
 	}
 }
+
+func FuzzSubjectRoundTrip(f *testing.F) {
+	for _, s := range []string{"cam1", "a.b", "", "*", "Kamera-Süd", "x\xff"} {
+		f.Add("sestream", s)
+	}
+	f.Add("site.video", "door")
+	f.Fuzz(func(t *testing.T, prefix, stream string) {
+		if ValidatePrefix(prefix) != nil || ValidateToken(stream) != nil {
+			return
+		}
+		for _, k := range []Kind{KindResult, KindAttention, KindEvent} {
+			subj := Subject(prefix, stream, k)
+			gotStream, gotKind, err := ParseSubject(prefix, subj)
+			if err != nil || gotStream != stream || gotKind != k {
+				t.Fatalf("ParseSubject(%q, %q) = %q, %v, %v", prefix, subj, gotStream, gotKind, err)
+			}
+			if strings.Count(subj, ".") != strings.Count(prefix, ".")+2 {
+				t.Fatalf("subject %q has the wrong number of tokens", subj)
+			}
+		}
+	})
+}
