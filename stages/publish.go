@@ -451,9 +451,9 @@ func (p *Publisher) sendJetStream(batch []*outMsg) []*outMsg {
 			p.counts[m.kind].acked.Add(1)
 			continue
 		case err := <-f.Err():
+			p.retried.Add(1)
 			if !errors.Is(err, nats.ErrDisconnected) && p.nc.IsConnected() {
 				m.attempts++
-				p.retried.Add(1)
 				if m.attempts > p.opts.JetStream.Retries {
 					p.log.Error("nats: jetstream did not acknowledge a message", "subject", m.msg.Subject,
 						"attempts", m.attempts, "error", err)
@@ -530,7 +530,8 @@ type PublishStats struct {
 	Reconnects uint64
 	// Buffered is the number of messages waiting in the buffer now (not counting the batch in flight).
 	Buffered int
-	// Retried counts JetStream publishes repeated after a failed acknowledgement.
+	// Retried counts JetStream messages published again because their acknowledgement failed
+	// (timed out, or the connection broke while it was awaited).
 	Retried uint64
 	// Kinds is indexed by message.Kind.
 	Kinds [len(message.Kinds)]KindStats
