@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// runServer starts an in-process nats-server with opts on a random 127.0.0.1 port.
-func runServer(t *testing.T, opts *server.Options) *server.Server {
+// runNATSServer starts an in-process nats-server with opts on a random 127.0.0.1 port.
+func runNATSServer(t *testing.T, opts *server.Options) *server.Server {
 	t.Helper()
 	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, true
 	s, err := server.NewServer(opts)
@@ -34,7 +34,7 @@ func runServer(t *testing.T, opts *server.Options) *server.Server {
 }
 
 func TestUserPassword(t *testing.T) {
-	s := runServer(t, &server.Options{Username: "alice", Password: "s3cret-pw"})
+	s := runNATSServer(t, &server.Options{Username: "alice", Password: "s3cret-pw"})
 	url := s.ClientURL()
 	tests := []struct {
 		name, user, pass string
@@ -46,14 +46,14 @@ func TestUserPassword(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			log, logs := testLogger()
+			log, logs := natsTestLogger()
 			o := NATSOptions{URLs: []string{url}, User: tc.user, Password: tc.pass, Logger: log}
 			p, err := NewPublisher(context.Background(), o)
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("right password refused: %v", err)
 				}
-				if err := p.PublishResult(context.Background(), testResult("cam1", 1)); err != nil {
+				if err := p.PublishResult(context.Background(), natsTestResult("cam1", 1)); err != nil {
 					t.Fatal(err)
 				}
 				closePublisher(t, p, 5*time.Second)
@@ -81,12 +81,12 @@ func TestUserPassword(t *testing.T) {
 }
 
 func TestToken(t *testing.T) {
-	s := runServer(t, &server.Options{Authorization: "tok-abc"})
+	s := runNATSServer(t, &server.Options{Authorization: "tok-abc"})
 	for _, tc := range []struct {
 		token string
 		ok    bool
 	}{{"tok-abc", true}, {"tok-xyz", false}} {
-		log, _ := testLogger()
+		log, _ := natsTestLogger()
 		p, err := NewPublisher(context.Background(), NATSOptions{URLs: []string{s.ClientURL()}, Token: tc.token, Logger: log})
 		if (err == nil) != tc.ok {
 			t.Fatalf("token %q: err %v", tc.token, err)
@@ -129,11 +129,11 @@ func newTestPKI(t *testing.T) testPKI {
 			t.Fatal(err)
 		}
 		keyDER, _ := x509.MarshalECPrivateKey(key)
-		return writeFile(t, dir, name+".pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-			writeFile(t, dir, name+"-key.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+		return natsWriteFile(t, dir, name+".pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+			natsWriteFile(t, dir, name+"-key.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 	}
 	var p testPKI
-	p.ca = writeFile(t, dir, "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
+	p.ca = natsWriteFile(t, dir, "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
 	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
 	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
 	return p
@@ -145,7 +145,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := runServer(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2})
+	s := runNATSServer(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2})
 	url := strings.Replace(s.ClientURL(), "nats://", "tls://", 1)
 	tests := []struct {
 		name string
@@ -158,13 +158,13 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			log, _ := testLogger()
+			log, _ := natsTestLogger()
 			p, err := NewPublisher(context.Background(), NATSOptions{URLs: []string{url}, TLS: tc.tls, Logger: log})
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("configured client refused: %v", err)
 				}
-				if err := p.PublishEvent(context.Background(), testEvent()); err != nil {
+				if err := p.PublishEvent(context.Background(), natsTestEvent()); err != nil {
 					t.Fatal(err)
 				}
 				closePublisher(t, p, 5*time.Second)

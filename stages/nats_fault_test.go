@@ -33,7 +33,7 @@ func faultRun(t *testing.T, p *Publisher, srv *natsServerProcess, n, killAt, res
 				restarted()
 			}
 		}
-		if err := p.PublishResult(ctx, testResult("cam1", seq)); err != nil {
+		if err := p.PublishResult(ctx, natsTestResult("cam1", seq)); err != nil {
 			t.Fatalf("publish %d: %v", seq, err)
 		}
 		if seq > restartAt && seq%10 == 0 {
@@ -45,7 +45,7 @@ func faultRun(t *testing.T, p *Publisher, srv *natsServerProcess, n, killAt, res
 // TestFaultJetStream: the external nats-server is killed mid-run and restarted on the same
 // store; every result ends up stored exactly once.
 func TestFaultJetStream(t *testing.T) {
-	port, store := freePort(t), t.TempDir()
+	port, store := natsFreePort(t), t.TempDir()
 	srv := startNATSServer(t, port, "-js", "-sd", store)
 	const n = 400
 	p, logs := newTestPublisher(t, NATSOptions{
@@ -104,7 +104,7 @@ func TestFaultJetStream(t *testing.T) {
 // TestFaultCore: with core NATS, every result either reaches a subscriber or is counted as
 // dropped. The publisher's buffer is smaller than the outage, so some are dropped.
 func TestFaultCore(t *testing.T) {
-	port := freePort(t)
+	port := natsFreePort(t)
 	srv := startNATSServer(t, port)
 	const n, buffer = 400, 50
 
@@ -117,7 +117,7 @@ func TestFaultCore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	got := newCollector()
+	got := newNATSCollector()
 	if _, err := sub.Subscribe("sestream.cam1.result", got.handle); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestFaultCore(t *testing.T) {
 	closePublisher(t, p, 30*time.Second)
 
 	r := p.Stats().Kinds[message.KindResult]
-	waitFor(t, 10*time.Second, "every published result to arrive", func() bool {
+	natsWaitFor(t, 10*time.Second, "every published result to arrive", func() bool {
 		return uint64(got.unique())+r.Dropped >= n
 	})
 	arrived := uint64(got.unique())
@@ -158,12 +158,10 @@ func TestFaultCore(t *testing.T) {
 	if r.Enqueued != n || r.Published != n-r.Dropped {
 		t.Errorf("counters %+v", r)
 	}
-	if !contains(logs.String(), "nats: dropped") {
+	if !strings.Contains(logs.String(), "nats: dropped") {
 		t.Errorf("drops were not logged:\n%s", logs)
 	}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 // TestJetStreamRetryDeduplicates makes acknowledgements time out (1 ms) so messages are
 // published again with the same Nats-Msg-Id: JetStream must store each result once, and every
@@ -177,11 +175,11 @@ func TestJetStreamRetryDeduplicates(t *testing.T) {
 	})
 	url := p.ClientURL()
 	for seq := uint64(1); seq <= n; seq++ {
-		if err := p.PublishResult(context.Background(), testResult("cam1", seq)); err != nil {
+		if err := p.PublishResult(context.Background(), natsTestResult("cam1", seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "every result acknowledged or dropped", func() bool {
+	natsWaitFor(t, 30*time.Second, "every result acknowledged or dropped", func() bool {
 		r := p.Stats().Kinds[message.KindResult]
 		return r.Acked+r.Dropped == n
 	})

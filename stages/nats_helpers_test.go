@@ -21,8 +21,8 @@ import (
 	"github.com/sestream/sestream/message"
 )
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
+// natsFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func natsFreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,26 +91,26 @@ func (s *natsServerProcess) kill() {
 	s.cmd = nil
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
+// natsLogBuffer is a goroutine-safe log sink.
+type natsLogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *natsLogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *natsLogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
 }
 
-func testLogger() (*slog.Logger, *syncBuffer) {
-	buf := new(syncBuffer)
+func natsTestLogger() (*slog.Logger, *natsLogBuffer) {
+	buf := new(natsLogBuffer)
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
@@ -136,16 +136,16 @@ func (g *gateDialer) Dial(network, address string) (net.Conn, error) {
 	return net.DialTimeout(network, address, time.Second)
 }
 
-// collector subscribes to subjects and records every message.
-type collector struct {
+// natsCollector subscribes to subjects and records every message.
+type natsCollector struct {
 	mu   sync.Mutex
 	msgs []*nats.Msg
 	seqs map[uint64]int // result seq -> times received
 }
 
-func newCollector() *collector { return &collector{seqs: make(map[uint64]int)} }
+func newNATSCollector() *natsCollector { return &natsCollector{seqs: make(map[uint64]int)} }
 
-func (c *collector) handle(m *nats.Msg) {
+func (c *natsCollector) handle(m *nats.Msg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.msgs = append(c.msgs, m)
@@ -158,20 +158,20 @@ func (c *collector) handle(m *nats.Msg) {
 	}
 }
 
-func (c *collector) count() int {
+func (c *natsCollector) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.msgs)
 }
 
-func (c *collector) unique() int {
+func (c *natsCollector) unique() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.seqs)
 }
 
-// waitFor polls cond every 10ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// natsWaitFor polls cond every 10ms until it holds or timeout passes.
+func natsWaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -182,7 +182,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func testResult(stream string, seq uint64) *message.Result {
+func natsTestResult(stream string, seq uint64) *message.Result {
 	return &message.Result{
 		Stream: stream, Seq: seq, Captured: time.Now(), Width: 1280, Height: 720,
 		Batch: message.Batch{ID: seq, Size: 1}, Model: message.Model{Name: "tiny-se"}, Engine: "onnxruntime",
@@ -191,7 +191,7 @@ func testResult(stream string, seq uint64) *message.Result {
 	}
 }
 
-func testAttention(stream string, seq uint64, blocks int) *message.Attention {
+func natsTestAttention(stream string, seq uint64, blocks int) *message.Attention {
 	a := &message.Attention{Stream: stream, Seq: seq, Captured: time.Now(), Model: message.Model{Name: "tiny-se"}}
 	for i := range blocks {
 		a.Blocks = append(a.Blocks, message.Block{
@@ -203,9 +203,9 @@ func testAttention(stream string, seq uint64, blocks int) *message.Attention {
 	return a
 }
 
-func newTestPublisher(t testing.TB, o NATSOptions) (*Publisher, *syncBuffer) {
+func newTestPublisher(t testing.TB, o NATSOptions) (*Publisher, *natsLogBuffer) {
 	t.Helper()
-	log, buf := testLogger()
+	log, buf := natsTestLogger()
 	if o.Logger == nil {
 		o.Logger = log
 	}
@@ -232,7 +232,7 @@ func closePublisher(t testing.TB, p *Publisher, timeout time.Duration) {
 	}
 }
 
-func writeFile(t testing.TB, dir, name string, data []byte) string {
+func natsWriteFile(t testing.TB, dir, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, data, 0o600); err != nil {
@@ -241,6 +241,6 @@ func writeFile(t testing.TB, dir, name string, data []byte) string {
 	return p
 }
 
-func testEvent() *message.Event {
+func natsTestEvent() *message.Event {
 	return &message.Event{Stream: "cam1", Kind: message.EventConnected}
 }

@@ -21,7 +21,7 @@ import (
 func BenchmarkPublishFrame(b *testing.B) {
 	for _, mode := range []string{"core", "jetstream"} {
 		b.Run(mode, func(b *testing.B) {
-			log, _ := testLogger()
+			log, _ := natsTestLogger()
 			o := NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: b.TempDir()}, Logger: log, BufferSize: 4096}
 			if mode == "jetstream" {
 				o.JetStream = JetStreamOptions{Enabled: true, Create: true}
@@ -40,14 +40,14 @@ func BenchmarkPublishFrame(b *testing.B) {
 			s.SetPendingLimits(-1, -1)
 			sub.Flush()
 
-			res, att := testResult("cam1", 1), testAttention("cam1", 1, 16)
+			res, att := natsTestResult("cam1", 1), natsTestAttention("cam1", 1, 16)
 			rb, _ := json.Marshal(res)
 			ab, _ := json.Marshal(att)
 			ctx := context.Background()
 			var caller time.Duration
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := processCPU(b)
+			cpu0 := natsProcessCPU(b)
 			for i := range b.N {
 				seq := uint64(i + 1)
 				res.Seq, att.Seq = seq, seq
@@ -66,7 +66,7 @@ func BenchmarkPublishFrame(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			cpu := processCPU(b) - cpu0
+			cpu := natsProcessCPU(b) - cpu0
 			if st := p.Stats().Total(); st.Published != uint64(2*b.N) {
 				b.Fatalf("published %d of %d", st.Published, 2*b.N)
 			}
@@ -78,8 +78,8 @@ func BenchmarkPublishFrame(b *testing.B) {
 	}
 }
 
-// processCPU returns the user + system CPU time the process has used.
-func processCPU(b *testing.B) time.Duration {
+// natsProcessCPU returns the user + system CPU time the process has used.
+func natsProcessCPU(b *testing.B) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)

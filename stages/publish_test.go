@@ -20,7 +20,7 @@ import (
 	"github.com/sestream/sestream/pipeline"
 )
 
-func compileSchema(t *testing.T, kind message.Kind) *jsonschema.Schema {
+func compileMessageSchema(t *testing.T, kind message.Kind) *jsonschema.Schema {
 	t.Helper()
 	path, err := filepath.Abs(filepath.Join("..", "docs", "schemas", kind.String()+".json"))
 	if err != nil {
@@ -44,19 +44,19 @@ func TestEmbeddedPublishesEveryKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	got := newCollector()
+	got := newNATSCollector()
 	if _, err := sub.Subscribe("sestream.>", got.handle); err != nil {
 		t.Fatal(err)
 	}
 	sub.Flush()
 
 	ctx := context.Background()
-	res := testResult("cam1", 7)
+	res := natsTestResult("cam1", 7)
 	res.Top, res.Outputs = nil, []float32{0.25, -3, 9.5}
 	if err := p.PublishResult(ctx, res); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.PublishAttention(ctx, testAttention("cam1", 7, 16)); err != nil {
+	if err := p.PublishAttention(ctx, natsTestAttention("cam1", 7, 16)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.PublishEvent(ctx, &message.Event{Stream: "cam1", Kind: message.EventLost,
@@ -67,7 +67,7 @@ func TestEmbeddedPublishesEveryKind(t *testing.T) {
 		Streams: []message.StreamStatus{{Name: "cam1", FPSIn: 25, FPSOut: 25, Captured: 10, Processed: 9, State: "running"}}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "4 messages", func() bool { return got.count() == 4 })
+	natsWaitFor(t, 5*time.Second, "4 messages", func() bool { return got.count() == 4 })
 
 	want := map[string]struct {
 		kind message.Kind
@@ -99,7 +99,7 @@ func TestEmbeddedPublishesEveryKind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := compileSchema(t, kind).Validate(doc); err != nil {
+		if err := compileMessageSchema(t, kind).Validate(doc); err != nil {
 			t.Errorf("%s message does not validate against docs/schemas/%s.json: %v\n%s", kind, kind, err, m.Data)
 		}
 		if st, ok := v.(*message.Status); ok {
@@ -124,7 +124,7 @@ func TestEmbeddedPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	log, _ := testLogger()
+	log, _ := natsTestLogger()
 	_, err = NewPublisher(context.Background(), NATSOptions{Embedded: EmbeddedOptions{Listen: addr}, Logger: log})
 	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("NewPublisher on a busy port: %v, want an error naming %s", err, addr)
@@ -145,7 +145,7 @@ func TestBadOptions(t *testing.T) {
 			[]string{"nats creds file", "user.creds", "no such file"}},
 		{"nkey seed missing", NATSOptions{URLs: []string{"nats://127.0.0.1:1"}, NKeySeedFile: filepath.Join(dir, "seed.nk")},
 			[]string{"nkey seed file", "seed.nk"}},
-		{"cert without key", NATSOptions{URLs: []string{"tls://127.0.0.1:1"}, TLS: TLSOptions{CertFile: writeFile(t, dir, "c.pem", nil)}},
+		{"cert without key", NATSOptions{URLs: []string{"tls://127.0.0.1:1"}, TLS: TLSOptions{CertFile: natsWriteFile(t, dir, "c.pem", nil)}},
 			[]string{"cert file and key file"}},
 		{"bad prefix", NATSOptions{Prefix: "a.*"}, []string{"prefix", "wildcard *"}},
 		{"bad listen", NATSOptions{Embedded: EmbeddedOptions{Listen: "localhost"}}, []string{"listen address", "localhost"}},
@@ -154,7 +154,7 @@ func TestBadOptions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.opts.Logger, _ = testLogger()
+			tc.opts.Logger, _ = natsTestLogger()
 			p, err := NewPublisher(context.Background(), tc.opts)
 			if err == nil {
 				p.Close(context.Background())
@@ -178,8 +178,8 @@ func TestBadStreamNames(t *testing.T) {
 	for _, name := range []string{"", "cam.1", "cam 1", "cam*", ">", "a\tb"} {
 		t.Run(strconv.Quote(name), func(t *testing.T) {
 			errs := []error{
-				p.PublishResult(ctx, testResult(name, 1)),
-				p.PublishAttention(ctx, testAttention(name, 1, 1)),
+				p.PublishResult(ctx, natsTestResult(name, 1)),
+				p.PublishAttention(ctx, natsTestAttention(name, 1, 1)),
 				p.PublishEvent(ctx, &message.Event{Stream: name, Kind: message.EventEnded}),
 			}
 			for i, err := range errs {
@@ -200,14 +200,14 @@ func TestBadStreamNames(t *testing.T) {
 // TestUnreachableAtStart: with no server, the default is to log, keep retrying and buffer;
 // FailIfUnreachable makes it an error. When a server appears, the buffered messages go out.
 func TestUnreachableAtStart(t *testing.T) {
-	port := freePort(t)
+	port := natsFreePort(t)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	fast := NATSOptions{URLs: []string{url}, ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 100 * time.Millisecond, ConnectTimeout: 200 * time.Millisecond}
 
 	failing := fast
 	failing.FailIfUnreachable = true
 	start := time.Now()
-	failing.Logger, _ = testLogger()
+	failing.Logger, _ = natsTestLogger()
 	_, err := NewPublisher(context.Background(), failing)
 	if err == nil || !strings.Contains(err.Error(), url) {
 		t.Fatalf("FailIfUnreachable: %v, want an error naming %s", err, url)
@@ -219,7 +219,7 @@ func TestUnreachableAtStart(t *testing.T) {
 	p, logs := newTestPublisher(t, fast)
 	ctx := context.Background()
 	for seq := uint64(1); seq <= 10; seq++ {
-		if err := p.PublishResult(ctx, testResult("cam1", seq)); err != nil {
+		if err := p.PublishResult(ctx, natsTestResult("cam1", seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -230,7 +230,7 @@ func TestUnreachableAtStart(t *testing.T) {
 		t.Errorf("log does not say it is retrying:\n%s", logs)
 	}
 	startNATSServer(t, port)
-	waitFor(t, 10*time.Second, "10 results published after the server came up", func() bool {
+	natsWaitFor(t, 10*time.Second, "10 results published after the server came up", func() bool {
 		return p.Stats().Total().Published == 10
 	})
 	if s := p.Stats(); s.Total().Dropped != 0 || !s.Connected {
@@ -242,14 +242,14 @@ func TestUnreachableAtStart(t *testing.T) {
 func TestJetStreamStreamMissing(t *testing.T) {
 	o := NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()},
 		JetStream: JetStreamOptions{Enabled: true, Stream: "VIDEO"}}
-	o.Logger, _ = testLogger()
+	o.Logger, _ = natsTestLogger()
 	_, err := NewPublisher(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), `stream "VIDEO" does not exist`) {
 		t.Fatalf("missing stream: %v", err)
 	}
 	o.JetStream.Create = true
 	p, _ := newTestPublisher(t, o)
-	if err := p.PublishResult(context.Background(), testResult("cam1", 1)); err != nil {
+	if err := p.PublishResult(context.Background(), natsTestResult("cam1", 1)); err != nil {
 		t.Fatal(err)
 	}
 	closePublisher(t, p, 10*time.Second)
@@ -329,17 +329,17 @@ func TestBackoff(t *testing.T) {
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	for _, js := range []bool{false, true} {
-		log, _ := testLogger()
+		log, _ := natsTestLogger()
 		p, err := NewPublisher(context.Background(), NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()},
 			JetStream: JetStreamOptions{Enabled: js, Create: true}, Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.PublishResult(context.Background(), testResult("cam1", 1)); err != nil {
+		if err := p.PublishResult(context.Background(), natsTestResult("cam1", 1)); err != nil {
 			t.Fatal(err)
 		}
 		closePublisher(t, p, 10*time.Second)
-		if err := p.PublishResult(context.Background(), testResult("cam1", 2)); !errors.Is(err, ErrPublisherClosed) {
+		if err := p.PublishResult(context.Background(), natsTestResult("cam1", 2)); !errors.Is(err, ErrPublisherClosed) {
 			t.Fatalf("publish after Close: %v", err)
 		}
 		if n := p.Stats().Total().Published; n != 1 {
@@ -351,14 +351,14 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 // TestCloseWhileDisconnected: what cannot be sent before Close's context ends is counted as
 // dropped and reported, never silently lost.
 func TestCloseWhileDisconnected(t *testing.T) {
-	log, logs := testLogger()
-	p, err := NewPublisher(context.Background(), NATSOptions{URLs: []string{"nats://127.0.0.1:" + strconv.Itoa(freePort(t))},
+	log, logs := natsTestLogger()
+	p, err := NewPublisher(context.Background(), NATSOptions{URLs: []string{"nats://127.0.0.1:" + strconv.Itoa(natsFreePort(t))},
 		ConnectTimeout: 100 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for seq := uint64(1); seq <= 5; seq++ {
-		if err := p.PublishResult(context.Background(), testResult("cam1", seq)); err != nil {
+		if err := p.PublishResult(context.Background(), natsTestResult("cam1", seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
