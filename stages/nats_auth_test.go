@@ -33,7 +33,7 @@ func runNATSServer(t *testing.T, opts *server.Options) *server.Server {
 	return s
 }
 
-func TestUserPassword(t *testing.T) {
+func TestNATSUserPassword(t *testing.T) {
 	s := runNATSServer(t, &server.Options{Username: "alice", Password: "s3cret-pw"})
 	url := s.ClientURL()
 	tests := []struct {
@@ -80,7 +80,7 @@ func TestUserPassword(t *testing.T) {
 	}
 }
 
-func TestToken(t *testing.T) {
+func TestNATSToken(t *testing.T) {
 	s := runNATSServer(t, &server.Options{Authorization: "tok-abc"})
 	for _, tc := range []struct {
 		token string
@@ -139,7 +139,7 @@ func newTestPKI(t *testing.T) testPKI {
 	return p
 }
 
-func TestTLS(t *testing.T) {
+func TestNATSTLS(t *testing.T) {
 	pki := newTestPKI(t)
 	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.serverCert, KeyFile: pki.serverKey, CaFile: pki.ca, Verify: true})
 	if err != nil {

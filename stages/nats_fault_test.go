@@ -42,9 +42,9 @@ func faultRun(t *testing.T, p *Publisher, srv *natsServerProcess, n, killAt, res
 	}
 }
 
-// TestFaultJetStream: the external nats-server is killed mid-run and restarted on the same
+// TestNATSFaultJetStream: the external nats-server is killed mid-run and restarted on the same
 // store; every result ends up stored exactly once.
-func TestFaultJetStream(t *testing.T) {
+func TestNATSFaultJetStream(t *testing.T) {
 	port, store := natsFreePort(t), t.TempDir()
 	srv := startNATSServer(t, port, "-js", "-sd", store)
 	const n = 400
@@ -101,9 +101,9 @@ func TestFaultJetStream(t *testing.T) {
 	}
 }
 
-// TestFaultCore: with core NATS, every result either reaches a subscriber or is counted as
+// TestNATSFaultCore: with core NATS, every result either reaches a subscriber or is counted as
 // dropped. The publisher's buffer is smaller than the outage, so some are dropped.
-func TestFaultCore(t *testing.T) {
+func TestNATSFaultCore(t *testing.T) {
 	port := natsFreePort(t)
 	srv := startNATSServer(t, port)
 	const n, buffer = 400, 50

@@ -35,9 +35,9 @@ func compileMessageSchema(t *testing.T, kind message.Kind) *jsonschema.Schema {
 	return s
 }
 
-// TestEmbeddedPublishesEveryKind runs the embedded server and checks subjects, headers, and
+// TestNATSEmbeddedPublishesEveryKind runs the embedded server and checks subjects, headers, and
 // that every message published validates against its JSON Schema.
-func TestEmbeddedPublishesEveryKind(t *testing.T) {
+func TestNATSEmbeddedPublishesEveryKind(t *testing.T) {
 	p, _ := newTestPublisher(t, NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0"}, BootID: "b00t"})
 	sub, err := nats.Connect(p.ClientURL())
 	if err != nil {
@@ -117,7 +117,7 @@ func TestEmbeddedPublishesEveryKind(t *testing.T) {
 	}
 }
 
-func TestEmbeddedPortInUse(t *testing.T) {
+func TestNATSEmbeddedPortInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func TestEmbeddedPortInUse(t *testing.T) {
 	}
 }
 
-func TestBadOptions(t *testing.T) {
+func TestNATSBadOptions(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name string
@@ -172,7 +172,7 @@ func TestBadOptions(t *testing.T) {
 	}
 }
 
-func TestBadStreamNames(t *testing.T) {
+func TestPublishBadStreamNames(t *testing.T) {
 	p, _ := newTestPublisher(t, NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0"}})
 	ctx := context.Background()
 	for _, name := range []string{"", "cam.1", "cam 1", "cam*", ">", "a\tb"} {
@@ -197,9 +197,9 @@ func TestBadStreamNames(t *testing.T) {
 	}
 }
 
-// TestUnreachableAtStart: with no server, the default is to log, keep retrying and buffer;
+// TestNATSUnreachableAtStart: with no server, the default is to log, keep retrying and buffer;
 // FailIfUnreachable makes it an error. When a server appears, the buffered messages go out.
-func TestUnreachableAtStart(t *testing.T) {
+func TestNATSUnreachableAtStart(t *testing.T) {
 	port := natsFreePort(t)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	fast := NATSOptions{URLs: []string{url}, ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 100 * time.Millisecond, ConnectTimeout: 200 * time.Millisecond}
@@ -258,7 +258,7 @@ func TestJetStreamStreamMissing(t *testing.T) {
 	}
 }
 
-func TestMessageTimings(t *testing.T) {
+func TestPublishMessageTimings(t *testing.T) {
 	captured := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	f := &pipeline.FrameInfo{Captured: captured, Timings: pipeline.Timings{
 		Preprocess: 1500 * time.Microsecond, QueueWait: 2 * time.Millisecond, Inference: 10 * time.Millisecond, Publish: 50 * time.Microsecond}}
@@ -272,7 +272,7 @@ func TestMessageTimings(t *testing.T) {
 	}
 }
 
-func TestOutbox(t *testing.T) {
+func TestPublishOutbox(t *testing.T) {
 	m := func(i int) *outMsg { return &outMsg{msg: &nats.Msg{Subject: strconv.Itoa(i)}} }
 	names := func(ms []*outMsg) string {
 		var s []string
@@ -304,7 +304,7 @@ func TestOutbox(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
+func TestReconnectBackoff(t *testing.T) {
 	base, maxWait := 100*time.Millisecond, 2*time.Second
 	tests := []struct {
 		attempt int
@@ -325,8 +325,8 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// TestCloseLeavesNoGoroutines: Close stops the sender, the connection and the embedded server.
-func TestCloseLeavesNoGoroutines(t *testing.T) {
+// TestPublisherCloseLeavesNoGoroutines: Close stops the sender, the connection and the embedded server.
+func TestPublisherCloseLeavesNoGoroutines(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	for _, js := range []bool{false, true} {
 		log, _ := natsTestLogger()
@@ -348,9 +348,9 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 }
 
-// TestCloseWhileDisconnected: what cannot be sent before Close's context ends is counted as
+// TestPublisherCloseWhileDisconnected: what cannot be sent before Close's context ends is counted as
 // dropped and reported, never silently lost.
-func TestCloseWhileDisconnected(t *testing.T) {
+func TestPublisherCloseWhileDisconnected(t *testing.T) {
 	log, logs := natsTestLogger()
 	p, err := NewPublisher(context.Background(), NATSOptions{URLs: []string{"nats://127.0.0.1:" + strconv.Itoa(natsFreePort(t))},
 		ConnectTimeout: 100 * time.Millisecond, Logger: log})
