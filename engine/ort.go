@@ -80,6 +80,12 @@ func openORT(m *model.Model, sh shape, opts Options) (_ Engine, err error) {
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("engine: model %s: setting inter-op threads: %w", sh.model, err)
 	}
+	// Idle intra-op threads sleep instead of spinning: a pipeline runs several engines (one per worker) and
+	// shares the cores with capture and preprocessing, where spinning threads steal the CPU the others need.
+	// Measured on the 2-core project machine under load: 2-3x the images/s of spinning (docs/BENCHMARKS.md).
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+		return nil, fmt.Errorf("engine: model %s: disabling thread spinning: %w", sh.model, err)
+	}
 	names := make([]string, len(e.fetches))
 	for i, f := range e.fetches {
 		names[i] = f.name
