@@ -2,19 +2,21 @@
 """PyTorch eager baseline for `sestream bench`: times a torchvision model the way bench does.
 
     /usr/bin/python3 scripts/bench_torch.py [--model mobilenet_v3_small] [--batch 8] [--threads 2]
-                                            [--iterations 50] [--warmup 5] [--size 224] [--json]
+                                            [--iterations 50] [--warmup 5] [--size 224] [--passive] [--json]
 
 Random weights (seed 0, as scripts/export_torchvision.py), eval mode, torch.inference_mode(), a fixed random
 input of batch x 3 x size x size. Prints the same JSON fields as `sestream bench --json`, with engine
-"pytorch-eager".
+"pytorch-eager" ("pytorch-eager-passive" with --passive).
+
+--passive sets OMP_WAIT_POLICY=PASSIVE before torch loads, so idle OpenMP threads sleep instead of spinning.
+On a busy shared machine that makes PyTorch many times faster (spinning threads wait for a time slice at
+every barrier); on an idle one it costs a little. Compare sestream with both.
 """
 
 import argparse
 import json
+import os
 import time
-
-import torch
-import torchvision
 
 
 def percentile(sorted_ms, p):
@@ -30,8 +32,13 @@ def main():
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    import torch  # after OMP_WAIT_POLICY is set: OpenMP reads it when torch loads
+    import torchvision
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -49,7 +56,7 @@ def main():
         total = time.perf_counter() - start
     times.sort()
     out = {
-        "engine": "pytorch-eager",
+        "engine": "pytorch-eager-passive" if args.passive else "pytorch-eager",
         "model": args.model,
         "batch": args.batch,
         "threads": args.threads,
@@ -61,7 +68,7 @@ def main():
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{args.model} on PyTorch {torch.__version__} eager, batch {args.batch}, {args.threads} threads: "
+        print(f"{args.model} on PyTorch {torch.__version__} eager{' (passive)' if args.passive else ''}, batch {args.batch}, {args.threads} threads: "
               f"{out['images_per_sec']:.1f} images/s, batch p50 {out['batch_ms_p50']:.2f} ms, "
               f"p99 {out['batch_ms_p99']:.2f} ms")
 
