@@ -420,7 +420,18 @@ func (p *Publisher) sendJetStream(batch []*outMsg) []*outMsg {
 		cancel()
 		if err != nil {
 			p.drops.warnLimited("nats: jetstream stream not ready, holding messages", err)
-			return batch
+			if !p.nc.IsConnected() {
+				return batch
+			}
+			keep := batch[:0] // connected but the stream cannot be had: each message's retries run out
+			for _, m := range batch {
+				if m.attempts++; m.attempts > p.opts.JetStream.Retries {
+					p.drop(m, "jetstream stream not available")
+					continue
+				}
+				keep = append(keep, m)
+			}
+			return keep
 		}
 		p.streamReady.Store(true)
 	}
@@ -452,6 +463,9 @@ func (p *Publisher) sendJetStream(batch []*outMsg) []*outMsg {
 			continue
 		case err := <-f.Err():
 			p.retried.Add(1)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				p.streamReady.Store(false) // the stream went away: ensure it again before the next batch
+			}
 			if !errors.Is(err, nats.ErrDisconnected) && p.nc.IsConnected() {
 				m.attempts++
 				if m.attempts > p.opts.JetStream.Retries {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.uber.org/goleak"
 
@@ -379,5 +381,48 @@ func TestPublisherCloseWhileDisconnected(t *testing.T) {
 	}
 	if logged != 5 {
 		t.Fatalf("log reports %d drops, want 5:\n%s", logged, logs)
+	}
+}
+
+// TestJetStreamStreamDeleted: when the stream disappears mid-run, the publisher creates it again
+// (if allowed) or, when not allowed, drops the messages after their retries and counts them.
+func TestJetStreamStreamDeleted(t *testing.T) {
+	for _, create := range []bool{true, false} {
+		t.Run(fmt.Sprintf("create=%v", create), func(t *testing.T) {
+			o := NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), JetStream: true},
+				JetStream: JetStreamOptions{Enabled: true, Create: true, Retries: 2, AckTimeout: 500 * time.Millisecond}}
+			p, _ := newTestPublisher(t, o)
+			p.opts.JetStream.Create = create // the stream exists now; from here on, only this decides
+			ctx := context.Background()
+			if err := p.PublishResult(ctx, natsTestResult("cam1", 1)); err != nil {
+				t.Fatal(err)
+			}
+			natsWaitFor(t, 10*time.Second, "first result acknowledged", func() bool { return p.Stats().Total().Acked == 1 })
+			nc, err := nats.Connect(p.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			js, _ := jetstream.New(nc)
+			if err := js.DeleteStream(ctx, DefaultStreamName); err != nil {
+				t.Fatal(err)
+			}
+			for seq := uint64(2); seq <= 4; seq++ {
+				if err := p.PublishResult(ctx, natsTestResult("cam1", seq)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			natsWaitFor(t, 20*time.Second, "3 results acknowledged or dropped", func() bool {
+				r := p.Stats().Kinds[message.KindResult]
+				return r.Acked+r.Dropped == 4
+			})
+			r := p.Stats().Kinds[message.KindResult]
+			if create && r.Acked != 4 {
+				t.Fatalf("with create: %+v, want all 4 acknowledged", r)
+			}
+			if !create && r.Dropped != 3 {
+				t.Fatalf("without create: %+v, want 3 dropped", r)
+			}
+		})
 	}
 }
