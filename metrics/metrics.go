@@ -67,7 +67,8 @@ type NATSState struct {
 type Sources struct {
 	// Streams returns every stream's counters (pipeline.Counters.Snapshot).
 	Streams func() []pipeline.StreamStats
-	// NATS returns the publisher's state.
+	// NATS returns the publisher's state; nil when the pipeline publishes nothing (then /readyz does not
+	// wait for NATS).
 	NATS func() NATSState
 	// Workers returns how many inference workers are busy and how many there are.
 	Workers func() (busy, total int)

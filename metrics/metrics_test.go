@@ -350,7 +350,7 @@ func TestReadyz(t *testing.T) {
 		absent  []string // substrings the body must not have
 	}{
 		{"nothing watched", func() {}, false,
-			[]string{"model: not loaded", "sources: no streams watched", "nats: no publisher watched"}, nil},
+			[]string{"model: not loaded", "pipeline: not started"}, []string{"nats:", "sources:"}},
 		{"watched, nothing moving", func() { m.Watch(f.sources()) }, false,
 			[]string{"model: not loaded", "no stream captured a frame in the last 5s (cam1, cam2)", "nats: not connected"}, nil},
 		{"frames, model loading", func() { f.frames("cam1", 3, 0, 0, 0, 0); m.SetSourceState("cam2", "reconnecting") }, false,
@@ -365,6 +365,12 @@ func TestReadyz(t *testing.T) {
 		{"source stalls", func() { advance(6 * time.Second) }, false,
 			[]string{"no stream captured a frame in the last 5s (cam1, cam2 reconnecting)"}, []string{"nats:", "model:"}},
 		{"other source resumes", func() { m.SetSourceState("cam2", "running"); f.frames("cam2", 1, 0, 0, 0, 0) }, true, nil, nil},
+		{"no NATS used", func() {
+			f.setNATS(NATSState{})
+			src := f.sources()
+			src.NATS = nil
+			m.Watch(src)
+		}, true, nil, nil},
 	}
 	for _, s := range steps {
 		s.do()

@@ -14,27 +14,27 @@ type Readiness struct {
 	Reasons []string
 }
 
-// Readiness checks the three conditions of /readyz: the model is loaded (ModelLoaded was called), at least one
-// stream captured a frame within the producing window, and NATS is connected. Each failed condition adds a
-// reason. It is safe for concurrent use.
+// Readiness checks the conditions of /readyz: the model is loaded (ModelLoaded was called), at least one
+// stream captured a frame within the producing window, and NATS is connected. Before Watch is called the
+// pipeline counts as not started; a Watch without a NATS function (a host that publishes nothing) drops the
+// NATS condition. Each failed condition adds a reason. It is safe for concurrent use.
 func (m *Metrics) Readiness() Readiness {
 	var reasons []string
 	if !m.loaded.Load() {
 		reasons = append(reasons, "model: not loaded yet")
 	}
 	src := m.sources.Load()
-	if src == nil {
-		src = &Sources{}
-	}
-	if src.Streams == nil {
-		reasons = append(reasons, "sources: no streams watched yet")
-	} else if why := m.producingReason(src); why != "" {
-		reasons = append(reasons, why)
-	}
 	switch {
-	case src.NATS == nil:
-		reasons = append(reasons, "nats: no publisher watched yet")
-	case !src.NATS().Connected:
+	case src == nil:
+		reasons = append(reasons, "pipeline: not started yet")
+	case src.Streams == nil:
+		reasons = append(reasons, "sources: no stream counters watched")
+	default:
+		if why := m.producingReason(src); why != "" {
+			reasons = append(reasons, why)
+		}
+	}
+	if src != nil && src.NATS != nil && !src.NATS().Connected {
 		reasons = append(reasons, "nats: not connected")
 	}
 	return Readiness{Ready: len(reasons) == 0, Reasons: reasons}
