@@ -299,7 +299,11 @@ func (p *Publisher) publish(ctx context.Context, kind message.Kind, subject, id 
 	m := &outMsg{kind: kind, msg: &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}}
 	p.counts[kind].enqueued.Add(1)
 	for {
-		victim, full := p.out.push(m, !p.nc.IsConnected())
+		victim, full, closed := p.out.push(m, !p.nc.IsConnected())
+		if closed {
+			p.drop(m, "publisher closed")
+			return ErrPublisherClosed
+		}
 		if victim != nil {
 			p.drop(victim, "buffer full while disconnected")
 		}
@@ -498,7 +502,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 			close(p.abort)
 			<-p.done
 		}
-		left := append(p.leftover, p.out.take(nil, p.out.len())...)
+		left := append(p.leftover, p.out.closeAndTake()...)
 		for _, m := range left {
 			p.drop(m, "unsent at close")
 		}
@@ -610,12 +614,13 @@ func MessageTimings(f *pipeline.FrameInfo, now time.Time) message.Timings {
 
 // outbox is the bounded FIFO between Publish* and the sender.
 type outbox struct {
-	mu    sync.Mutex
-	ring  []*outMsg
-	head  int
-	n     int
-	ready chan struct{} // capacity 1: signaled when a message is pushed
-	space chan struct{} // capacity 1: signaled when messages are taken
+	mu     sync.Mutex
+	ring   []*outMsg
+	head   int
+	n      int
+	closed bool
+	ready  chan struct{} // capacity 1: signaled when a message is pushed
+	space  chan struct{} // capacity 1: signaled when messages are taken
 }
 
 func newOutbox(capacity int) *outbox {
@@ -623,13 +628,18 @@ func newOutbox(capacity int) *outbox {
 }
 
 // push appends m. When the box is full it evicts and returns the oldest message if evict is
-// set; otherwise it leaves m out and reports full.
-func (o *outbox) push(m *outMsg, evict bool) (victim *outMsg, full bool) {
+// set; otherwise it leaves m out and reports full. After closeAndTake it leaves m out and
+// reports closed.
+func (o *outbox) push(m *outMsg, evict bool) (victim *outMsg, full, closed bool) {
 	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil, false, true
+	}
 	if o.n == len(o.ring) {
 		if !evict {
 			o.mu.Unlock()
-			return nil, true
+			return nil, true, false
 		}
 		victim = o.ring[o.head]
 		o.ring[o.head] = nil
@@ -643,7 +653,15 @@ func (o *outbox) push(m *outMsg, evict bool) (victim *outMsg, full bool) {
 	case o.ready <- struct{}{}:
 	default:
 	}
-	return victim, false
+	return victim, false, false
+}
+
+// closeAndTake refuses further pushes and returns what the box holds.
+func (o *outbox) closeAndTake() []*outMsg {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+	return o.take(nil, len(o.ring))
 }
 
 // take appends up to limit messages, oldest first, to dst.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,14 +286,14 @@ func TestPublishOutbox(t *testing.T) {
 	}
 	o := newOutbox(3)
 	for i := 1; i <= 3; i++ {
-		if v, full := o.push(m(i), false); v != nil || full {
+		if v, full, _ := o.push(m(i), false); v != nil || full {
 			t.Fatalf("push %d into a box with room: %v %v", i, v, full)
 		}
 	}
-	if v, full := o.push(m(4), false); v != nil || !full {
+	if v, full, _ := o.push(m(4), false); v != nil || !full {
 		t.Fatalf("push into a full box without evict: %v %v", v, full)
 	}
-	v, full := o.push(m(5), true)
+	v, full, _ := o.push(m(5), true)
 	if full || v == nil || v.msg.Subject != "1" {
 		t.Fatalf("push with evict: victim %v, full %v", v, full)
 	}
@@ -303,6 +304,13 @@ func TestPublishOutbox(t *testing.T) {
 	o.push(m(7), false)
 	if got := names(o.take(nil, 10)); got != "5,6,7" || o.len() != 0 {
 		t.Fatalf("take all = %s, left %d", got, o.len())
+	}
+	o.push(m(8), false)
+	if got := names(o.closeAndTake()); got != "8" {
+		t.Fatalf("closeAndTake = %s", got)
+	}
+	if _, _, closed := o.push(m(9), true); !closed || o.len() != 0 {
+		t.Fatalf("push after close: closed %v, len %d", closed, o.len())
 	}
 }
 
@@ -425,4 +433,37 @@ func TestJetStreamStreamDeleted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPublisherConcurrentClose: goroutines publish while Close runs; every message is either
+// published or counted as dropped.
+func TestPublisherConcurrentClose(t *testing.T) {
+	p, _ := newTestPublisher(t, NATSOptions{Embedded: EmbeddedOptions{Listen: "127.0.0.1:0"}, BufferSize: 16})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := uint64(1); seq <= 300; seq++ {
+				err := p.PublishResult(context.Background(), natsTestResult(fmt.Sprintf("cam%d", g), seq))
+				if errors.Is(err, ErrPublisherClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.Close(ctx)
+	wg.Wait()
+	tot := p.Stats().Total()
+	if tot.Enqueued != tot.Published+tot.Dropped || p.Stats().Buffered != 0 {
+		t.Fatalf("enqueued %d != published %d + dropped %d (buffered %d)", tot.Enqueued, tot.Published, tot.Dropped, p.Stats().Buffered)
+	}
+	t.Logf("enqueued %d, published %d, dropped %d", tot.Enqueued, tot.Published, tot.Dropped)
 }
