@@ -100,13 +100,15 @@ func ParseSubject(prefix, subject string) (stream string, kind Kind, err error) 
 // stream: with <stream>:<boot id>:<seq> alone the attention message would be discarded as a
 // duplicate of the result.
 func MsgID(stream, bootID string, seq uint64, kind Kind) string {
-	b := make([]byte, 0, len(stream)+len(bootID)+32)
-	b = append(b, stream...)
-	b = append(b, ':')
-	b = append(b, bootID...)
-	b = append(b, ':')
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, ':')
-	b = append(b, kind.String()...)
-	return string(b)
+	var b strings.Builder
+	b.Grow(len(stream) + len(bootID) + 32)
+	b.WriteString(stream)
+	b.WriteByte(':')
+	b.WriteString(bootID)
+	b.WriteByte(':')
+	var num [20]byte
+	b.Write(strconv.AppendUint(num[:0], seq, 10))
+	b.WriteByte(':')
+	b.WriteString(kind.String())
+	return b.String()
 }

@@ -40,13 +40,15 @@ type Publisher struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream // nil in core mode
 
-	out     *outbox
-	counts  [len(message.Kinds)]kindCounters
-	reconn  atomic.Uint64
-	retried atomic.Uint64
-	eventN  atomic.Uint64
-	statusN atomic.Uint64
-	drops   dropReporter
+	out        *outbox
+	subjectsMu sync.RWMutex
+	subjects   map[string]*[message.KindStatus]string // stream -> subject per per-stream kind
+	counts     [len(message.Kinds)]kindCounters
+	reconn     atomic.Uint64
+	retried    atomic.Uint64
+	eventN     atomic.Uint64
+	statusN    atomic.Uint64
+	drops      dropReporter
 
 	streamReady atomic.Bool   // JetStream: the stream is known to exist on this connection
 	connChanged chan struct{} // capacity 1; signaled by the connection handlers, drained by the sender
@@ -65,7 +67,7 @@ type kindCounters struct {
 // outMsg is one encoded message waiting to be sent.
 type outMsg struct {
 	kind     message.Kind
-	msg      *nats.Msg
+	msg      nats.Msg
 	attempts int // JetStream publishes whose acknowledgement timed out while connected
 }
 
@@ -84,6 +86,7 @@ func NewPublisher(ctx context.Context, opts NATSOptions) (*Publisher, error) {
 		log:         o.Logger,
 		bootID:      o.BootID,
 		out:         newOutbox(o.BufferSize),
+		subjects:    make(map[string]*[message.KindStatus]string),
 		connChanged: make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 		abort:       make(chan struct{}),
@@ -257,7 +260,7 @@ func (p *Publisher) PublishEvent(ctx context.Context, e *message.Event) error {
 		return fmt.Errorf("publish event for stream %s: unknown event kind %q", e.Stream, e.Kind)
 	}
 	id := e.Stream + ":" + p.bootID + ":event:" + strconv.FormatUint(p.eventN.Add(1), 10)
-	return p.publish(ctx, message.KindEvent, message.Subject(p.opts.Prefix, e.Stream, message.KindEvent), id, e)
+	return p.publish(ctx, message.KindEvent, p.subject(e.Stream, message.KindEvent), id, e)
 }
 
 // PublishStatus queues a status heartbeat. It fills Schema, BootID, Time and NATS (from Stats)
@@ -283,7 +286,24 @@ func (p *Publisher) publishFrame(ctx context.Context, kind message.Kind, stream 
 	if err := message.ValidateToken(stream); err != nil {
 		return fmt.Errorf("publish %s: stream: %w", kind, err)
 	}
-	return p.publish(ctx, kind, message.Subject(p.opts.Prefix, stream, kind), message.MsgID(stream, p.bootID, seq, kind), v)
+	return p.publish(ctx, kind, p.subject(stream, kind), message.MsgID(stream, p.bootID, seq, kind), v)
+}
+
+// subject returns <prefix>.<stream>.<kind> for a per-stream kind, built once per stream.
+func (p *Publisher) subject(stream string, kind message.Kind) string {
+	p.subjectsMu.RLock()
+	s, ok := p.subjects[stream]
+	p.subjectsMu.RUnlock()
+	if !ok {
+		s = new([message.KindStatus]string)
+		for k := range message.KindStatus {
+			s[k] = message.Subject(p.opts.Prefix, stream, k)
+		}
+		p.subjectsMu.Lock()
+		p.subjects[stream] = s
+		p.subjectsMu.Unlock()
+	}
+	return s[kind]
 }
 
 func (p *Publisher) publish(ctx context.Context, kind message.Kind, subject, id string, v any) error {
@@ -296,7 +316,7 @@ func (p *Publisher) publish(ctx context.Context, kind message.Kind, subject, id 
 	if err != nil {
 		return fmt.Errorf("encode %s message %s: %w", kind, id, err)
 	}
-	m := &outMsg{kind: kind, msg: &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}}
+	m := &outMsg{kind: kind, msg: nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}}
 	p.counts[kind].enqueued.Add(1)
 	for {
 		victim, full, closed := p.out.push(m, !p.nc.IsConnected())
@@ -393,7 +413,7 @@ func (p *Publisher) sendCore(batch []*outMsg) []*outMsg {
 	generation := p.nc.Stats().Reconnects
 	keep := batch[:0]
 	for i, m := range batch {
-		if err := p.nc.PublishMsg(m.msg); err != nil {
+		if err := p.nc.PublishMsg(&m.msg); err != nil {
 			if !permanent(err) {
 				return append(keep, batch[i:]...)
 			}
@@ -441,7 +461,7 @@ func (p *Publisher) sendJetStream(batch []*outMsg) []*outMsg {
 	}
 	futures := make([]jetstream.PubAckFuture, len(batch))
 	for i, m := range batch {
-		f, err := p.js.PublishMsgAsync(m.msg)
+		f, err := p.js.PublishMsgAsync(&m.msg)
 		if err != nil && permanent(err) {
 			p.log.Error("nats: message cannot be published", "subject", m.msg.Subject, "bytes", len(m.msg.Data), "error", err)
 			p.drop(m, "rejected by the client")

@@ -276,7 +276,7 @@ func TestPublishMessageTimings(t *testing.T) {
 }
 
 func TestPublishOutbox(t *testing.T) {
-	m := func(i int) *outMsg { return &outMsg{msg: &nats.Msg{Subject: strconv.Itoa(i)}} }
+	m := func(i int) *outMsg { return &outMsg{msg: nats.Msg{Subject: strconv.Itoa(i)}} }
 	names := func(ms []*outMsg) string {
 		var s []string
 		for _, x := range ms {
