@@ -10,9 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sestream/sestream/model"
 )
@@ -211,5 +213,59 @@ func TestTorchvisionBackendsAgree(t *testing.T) {
 		for j := range ra.Gates {
 			checkClose(t, fmt.Sprintf("batch %d gate %s", n, ra.Gates[j].Name), ra.Gates[j].Data, rb.Gates[j].Data)
 		}
+	}
+}
+
+// BenchmarkGateCost measures what fetching the SE gates costs on mobilenet_v3_small at batch 8, 2 threads: it
+// opens the model twice, with and without the gate outputs, and alternates batches between them so both see
+// the same machine load. It reports the median over iterations of (time with gates / time without - 1) in %.
+//
+//	go test -run '^$' -bench BenchmarkGateCost -benchtime 100x ./engine
+func BenchmarkGateCost(b *testing.B) {
+	path := torchvisionModel(b, "mobilenet_v3_small")
+	m := loadModelPath(b, path)
+	noGates := *m
+	noGates.Blocks = nil
+	const n = 8
+	for _, backend := range backends(b) {
+		b.Run(fmt.Sprintf("%s/batch%d", backend, n), func(b *testing.B) {
+			with, err := Open(m, Options{Backend: backend, MaxBatch: n, Threads: 2})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer with.Close()
+			without, err := Open(&noGates, Options{Backend: backend, MaxBatch: n, Threads: 2})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer without.Close()
+			x := make([]float32, n*3*224*224)
+			for i := range x {
+				x[i] = float32(i%251)/125 - 1
+			}
+			ctx := context.Background()
+			timed := func(e Engine) time.Duration {
+				t0 := time.Now()
+				if _, err := e.Run(ctx, x, n); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(t0)
+			}
+			timed(with)
+			timed(without)
+			var ratios []float64
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				var tw, to time.Duration
+				if i%2 == 0 {
+					tw, to = timed(with), timed(without)
+				} else {
+					to, tw = timed(without), timed(with)
+				}
+				ratios = append(ratios, float64(tw)/float64(to))
+			}
+			slices.Sort(ratios)
+			b.ReportMetric((ratios[len(ratios)/2]-1)*100, "gate-overhead-%")
+		})
 	}
 }
