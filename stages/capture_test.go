@@ -774,3 +774,34 @@ func TestDecimator(t *testing.T) {
 		t.Fatal("decimator did not restart when the timeline went back")
 	}
 }
+
+// BenchmarkCaptureFile decodes a looping 640x480 H.264 file through RunSource into a
+// queue; one op is one frame delivered and closed by the consumer.
+func BenchmarkCaptureFile(b *testing.B) {
+	file := filepath.Join(b.TempDir(), "bench.mp4")
+	ffmpeg(b, "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=25:duration=4", "-pix_fmt", "yuv420p",
+		"-c:v", "libx264", "-preset", "veryfast", "-g", "50", file)
+	for _, fps := range []float64{0, 5} {
+		b.Run(fmt.Sprint("fps=", fps), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			q := pipeline.NewQueue[Frame]("bench", 4, pipeline.Block, DiscardFrame)
+			errc := make(chan error, 1)
+			go func() { errc <- RunSource(ctx, SourceOptions{Name: "bench", URL: file, Loop: true, FPS: fps}, q, nil) }()
+			DiscardFrame(<-q.C()) // the decoder is open and warm
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				DiscardFrame(<-q.C())
+			}
+			b.StopTimer()
+			cancel()
+			for f := range q.C() {
+				DiscardFrame(f)
+			}
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
