@@ -64,7 +64,7 @@ func RunSource(ctx context.Context, opts SourceOptions, out *pipeline.Queue[Fram
 // returns. On return Run waits up to AbandonWait for such goroutines.
 func (s *Source) Run(ctx context.Context, out *pipeline.Queue[Frame], events func(SourceEvent)) error {
 	opts := s.Options.WithDefaults()
-	r := &run{src: s, opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open}
+	r := &run{opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open}
 	defer r.waitAbandoned() // after out is closed: consumers need not wait for abandoned reads
 	defer out.Close()
 	if r.now == nil {
@@ -87,7 +87,6 @@ func (s *Source) Run(ctx context.Context, out *pipeline.Queue[Frame], events fun
 
 // run is the state of one Run call; it is owned by Run's goroutine.
 type run struct {
-	src    *Source
 	opts   SourceOptions
 	url    string
 	out    *pipeline.Queue[Frame]
