@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/metrics"
 	"github.com/sestream/sestream/pipeline"
 	"github.com/sestream/sestream/stages"
 )
@@ -52,7 +53,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		p.beginClose()
 	}
-	return p.Wait()
+	err := p.Wait()
+	for _, st := range p.counters.Snapshot() {
+		p.log.Info("stopped", "stream", st.Stream, "captured", st.Captured, "dropped", st.Dropped,
+			"failed", st.Failed, "processed", st.Processed, "published", st.Published)
+	}
+	return err
 }
 
 // Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
@@ -98,6 +104,10 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		}
 	}
 
+	if m := p.opts.Metrics; m != nil {
+		m.Watch(metrics.Sources{Streams: p.counters.Snapshot, NATS: natsState(pub), Workers: p.workersBusy})
+	}
+
 	if p.cfg.Engine.Verify {
 		pre := p.pre.WithDefaults()
 		checks, err := CheckGates(ctx, p.model, p.engineOptions(), pre.Height, pre.Width)
@@ -130,6 +140,10 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("engine: %w", err)
 	}
 	p.engine = engineName
+	p.pool = pool
+	if m := p.opts.Metrics; m != nil {
+		m.ModelLoaded(metrics.ModelInfo{Name: p.model.Name, Digest: p.model.Digest, Engine: engineName, SEBlocks: len(p.model.Blocks)})
+	}
 	p.log.Info("model loaded", "model", p.model.Name, "digest", p.model.Digest, "se_blocks", len(p.model.Blocks),
 		"engine", engineName, "workers", p.cfg.Workers, "batch", p.cfg.Batch.MaxSize, "batch_delay", p.cfg.Batch.MaxDelay)
 
@@ -174,11 +188,14 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		go func() {
 			defer sourcesWG.Done()
 			err := src.Run(sources, q, func(e stages.SourceEvent) {
-				p.states.set(e.Stream, stateOf(e, so))
+				p.setState(e.Stream, stateOf(e, so))
+				if e.Kind == "reconnected" && p.opts.Metrics != nil {
+					p.opts.Metrics.SourceReconnect(e.Stream)
+				}
 				emit.source(e)
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {
-				p.states.set(so.Name, "failed")
+				p.setState(so.Name, "failed")
 				p.log.Error("stream stopped", "stream", so.Name, "err", err)
 			}
 		}()
@@ -187,7 +204,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	}
 	for _, ps := range p.pushers {
 		p.counters.WatchQueue(ps.name, ps.queue)
-		p.states.set(ps.name, "running")
+		p.setState(ps.name, "running")
 		forward(ps.queue)
 	}
 	go func() {
@@ -262,6 +279,7 @@ func (p *Pipeline) closePublisher(pub *stages.Publisher) {
 func (p *Pipeline) beginClose() {
 	r := p.run
 	r.closeOnce.Do(func() {
+		p.log.Info("stopping: sources closed, draining frames in flight", "drain_timeout", p.cfg.Shutdown.DrainTimeout)
 		p.closePushers()
 		r.stopSources()
 		go func() {
@@ -311,6 +329,43 @@ func (p *Pipeline) Close(ctx context.Context) error {
 		<-r.done
 	}
 	return r.err
+}
+
+// setState records a stream's source state for status messages and metrics.
+func (p *Pipeline) setState(stream, state string) {
+	p.states.set(stream, state)
+	if p.opts.Metrics != nil {
+		p.opts.Metrics.SetSourceState(stream, state)
+	}
+}
+
+// workersBusy reports the busy and total inference workers, for metrics.
+func (p *Pipeline) workersBusy() (busy, total int) {
+	p.mu.Lock()
+	pool := p.pool
+	p.mu.Unlock()
+	if pool == nil {
+		return 0, p.cfg.Workers
+	}
+	return pool.Busy(), pool.Size()
+}
+
+// natsState reads the publisher's state for metrics and readiness; nil when nothing is published.
+func natsState(pub *stages.Publisher) func() metrics.NATSState {
+	if pub == nil {
+		return nil
+	}
+	return func() metrics.NATSState {
+		s := pub.Stats()
+		t := s.Total()
+		st := metrics.NATSState{Connected: s.Connected, JetStream: s.Mode == "jetstream", Buffered: s.Buffered,
+			Published: t.Published, Dropped: t.Dropped, Reconnects: s.Reconnects}
+		if st.JetStream {
+			// Sent but not yet acknowledged: what was encoded, less what was confirmed, given up, or still buffered.
+			st.AcksPending = max(0, int(int64(t.Enqueued)-int64(t.Published)-int64(t.Dropped)-int64(s.Buffered)))
+		}
+		return st
+	}
 }
 
 // stateOf maps a source event to the stream state reported in status messages.

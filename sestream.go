@@ -13,6 +13,7 @@ import (
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
 	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/metrics"
 	"github.com/sestream/sestream/model"
 	"github.com/sestream/sestream/pipeline"
 	"github.com/sestream/sestream/stages"
@@ -45,6 +46,9 @@ type Options struct {
 	// BootID identifies this run in messages when NoNATS is set (with NATS, the publisher's id is used);
 	// empty means a random id.
 	BootID string
+	// Metrics, when not nil, receives the pipeline's measurements (counters, latencies, attention gauges,
+	// source states, NATS state, readiness); serve it with metrics.Serve.
+	Metrics *metrics.Metrics
 }
 
 // FrameOutput is one processed frame as the host program receives it: the same messages the pipeline
@@ -60,7 +64,8 @@ type Pipeline struct {
 	mu      sync.Mutex // guards run
 	run     *run       // nil until Start
 	engine  string
-	pushers map[string]*pusher // read-only after New
+	pool    *pipeline.Pool[*pipeline.Batch[stages.Frame], *stages.BatchResult] // set by Start
+	pushers map[string]*pusher                                                 // read-only after New
 	pushing pushState
 
 	cfg      *config.Config

@@ -144,6 +144,9 @@ func (s *sink) driftFor(stream string) []*se.Drift {
 // batch publishes every frame of one batch result.
 func (s *sink) batch(ctx context.Context, res *stages.BatchResult) {
 	cfg := s.p.cfg
+	if m := s.p.opts.Metrics; m != nil {
+		m.ObserveBatch(res.Size, cfg.Batch.MaxSize, res.Inference)
+	}
 	var lastTop string
 	entropy, entropyN := 0.0, 0
 	var lat []time.Duration
@@ -188,6 +191,9 @@ func (s *sink) batch(ctx context.Context, res *stages.BatchResult) {
 			if cfg.Attention.IncludeVectors {
 				b.Vector = g
 			}
+			if m := s.p.opts.Metrics; m != nil {
+				m.SetAttention(fr.Info.Stream, info.Name, fr.Stats[j].Mean, fr.Stats[j].Entropy, b.Drift)
+			}
 			blocks[j] = b
 		}
 		result := &message.Result{Schema: message.SchemaResult, Stream: fr.Info.Stream, Seq: fr.Info.Seq, BootID: s.bootID,
@@ -222,6 +228,9 @@ func (s *sink) batch(ctx context.Context, res *stages.BatchResult) {
 		}
 		counters.Published()
 		lat = append(lat, now.Sub(fr.Info.Captured))
+		if m := s.p.opts.Metrics; m != nil {
+			m.ObserveFrame(fr.Info.Stream, now.Sub(fr.Info.Captured))
+		}
 	}
 	s.mu.Lock()
 	w := &s.window

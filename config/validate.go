@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -221,7 +222,7 @@ func (c *Config) Validate() error {
 	}
 	for _, u := range n.URLs() {
 		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") && !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") && strings.Contains(u, "://") {
-			v.add("nats.url", "%q is not a NATS URL (want nats://host:port, tls://, ws:// or wss://)", u)
+			v.add("nats.url", "%q is not a NATS URL (want nats://host:port, tls://, ws:// or wss://)", redactURL(u))
 		}
 	}
 	if n.URL == "" {
@@ -268,4 +269,20 @@ func (n NATS) URLs() []string {
 		}
 	}
 	return out
+}
+
+// redactURL hides the password (or token) of a URL's userinfo, so that error messages can quote the URL.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
+			return raw[:i+3] + "xxxxx" + raw[j:]
+		}
+		return raw
+	}
+	if _, hasPassword := u.User.Password(); hasPassword {
+		return u.Redacted()
+	}
+	u.User = url.User("xxxxx") // a lone user part may be a token
+	return u.String()
 }

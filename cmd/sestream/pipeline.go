@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/sestream/sestream"
 	"github.com/sestream/sestream/config"
+	"github.com/sestream/sestream/metrics"
+	"github.com/sestream/sestream/version"
 )
 
 // newLogger builds the process logger from log.level and log.format.
@@ -43,7 +46,8 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 	}
 	demo := len(cfg.Streams) == 0
 	log := newLogger(cfg.Log, os.Stderr)
-	opts := sestream.Options{Logger: log}
+	m := metrics.New(metrics.Options{Version: version.Version(), MaxBatch: cfg.Batch.MaxSize})
+	opts := sestream.Options{Logger: log, Metrics: m}
 	if demo || cfg.Status.Summary {
 		opts.Summary = cmd.ErrOrStderr()
 	}
@@ -63,6 +67,21 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 		fmt.Fprintln(cmd.ErrOrStderr(), "Press Ctrl-C to stop (twice to stop at once).")
 	}
 	ctx := cmd.Context()
+	if cfg.HTTP.Listen != "" {
+		// Bind before starting the pipeline, so a port in use is an error at once.
+		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return badInput(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
+		}
+		serveCtx, stopServe := context.WithCancel(context.Background())
+		defer stopServe()
+		go func() {
+			if err := metrics.ServeListener(serveCtx, ln, m, log); err != nil {
+				log.Error("metrics endpoint stopped", "listen", cfg.HTTP.Listen, "err", err)
+			}
+		}()
+		log.Info("metrics and health", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
 	// A second signal exits at once; the first one (ctx from main) starts the drain.
 	go func() {
 		<-ctx.Done()
