@@ -43,8 +43,7 @@ type Options struct {
 	OnEvent func(*message.Event)
 	// NoNATS publishes nothing on NATS: results reach the host only through OnFrame and OnEvent.
 	NoNATS bool
-	// BootID identifies this run in messages when NoNATS is set (with NATS, the publisher's id is used);
-	// empty means a random id.
+	// BootID identifies this run in messages and Nats-Msg-Id headers; empty means a random id.
 	BootID string
 	// Metrics, when not nil, receives the pipeline's measurements (counters, latencies, attention gauges,
 	// source states, NATS state, readiness); serve it with metrics.Serve.
@@ -269,6 +268,7 @@ func (p *Pipeline) natsOptions() stages.NATSOptions {
 			MaxPending: n.JetStream.MaxPending, AckTimeout: n.JetStream.AckTimeout},
 		BufferSize:        n.Buffer,
 		FailIfUnreachable: n.RequireConnect,
+		BootID:            p.opts.BootID,
 		Logger:            p.log,
 	}
 }

@@ -173,7 +173,7 @@ func (s *sink) batch(ctx context.Context, res *stages.BatchResult) {
 				blocks[j] = b
 				continue
 			}
-			b.Stats = messageStats(fr.Stats[j])
+			b.Stats = fr.Stats[j]
 			entropy += fr.Stats[j].Entropy
 			entropyN++
 			if drifts != nil {
@@ -244,16 +244,6 @@ func (s *sink) batch(ctx context.Context, res *stages.BatchResult) {
 	w.entropy += entropy
 	w.entropyN += entropyN
 	s.mu.Unlock()
-}
-
-// messageStats converts gate statistics to their message form.
-func messageStats(st se.Stats) message.Stats {
-	top := make([][2]float64, len(st.Top))
-	for i, t := range st.Top {
-		top[i] = [2]float64{float64(t.Channel), float64(t.Value)}
-	}
-	return message.Stats{Mean: st.Mean, Std: st.Std, Min: st.Min, Max: st.Max, Entropy: st.Entropy,
-		EffectiveChannels: st.EffectiveChannels, Top: top, Saturated: st.Saturated, Suppressed: st.Suppressed}
 }
 
 // heartbeat publishes a status message every status.interval until stop is closed.
