@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"gocv.io/x/gocv"
 
 	"github.com/sestream/sestream/config"
@@ -160,4 +161,48 @@ func TestPushMisuse(t *testing.T) {
 	if st := p.Stats(); len(st) != 1 || st[0].Processed != 2 {
 		t.Errorf("stats after close: %+v, want 2 processed", st)
 	}
+}
+
+// TestHostNATSConn publishes on a connection the host owns: results arrive on it, and it is still open and
+// usable after the pipeline is closed.
+func TestHostNATSConn(t *testing.T) {
+	srv := startNATS(t)
+	c, _ := collect(t, srv.ClientURL())
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cfg := pushConfig(t)
+	cfg.NATS.URL = ""                        // would start an embedded server; the host's connection takes its place
+	cfg.NATS.Embedded.Listen = "127.0.0.1:1" // proves no server is started: that port cannot be bound
+	p, err := New(cfg, Options{NATSConn: nc, PushStreams: []string{"cam"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := gocv.NewMatWithSize(48, 64, gocv.MatTypeCV8UC3)
+	defer m.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := p.Push(ctx, "cam", m, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if nc.IsClosed() {
+		t.Fatal("the pipeline closed the host's connection")
+	}
+	if err := nc.Publish("host.still.works", []byte("x")); err != nil || nc.Flush() != nil {
+		t.Fatalf("host connection unusable after Close: %v", err)
+	}
+	waitFor(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.results["cam"]) == 3 && len(c.attn["cam"]) == 3
+	})
 }

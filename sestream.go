@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
 	"github.com/sestream/sestream/message"
@@ -43,6 +45,10 @@ type Options struct {
 	OnEvent func(*message.Event)
 	// NoNATS publishes nothing on NATS: results reach the host only through OnFrame and OnEvent.
 	NoNATS bool
+	// NATSConn, when not nil, is the host's own NATS connection: messages are published on it, and the
+	// pipeline neither changes its handlers nor closes it. The nats.url, credentials and TLS settings are then
+	// not used; nats.prefix and nats.jetstream are.
+	NATSConn *nats.Conn
 	// BootID identifies this run in messages and Nats-Msg-Id headers; empty means a random id.
 	BootID string
 	// Metrics, when not nil, receives the pipeline's measurements (counters, latencies, attention gauges,
@@ -269,6 +275,7 @@ func (p *Pipeline) natsOptions() stages.NATSOptions {
 		BufferSize:        n.Buffer,
 		FailIfUnreachable: n.RequireConnect,
 		BootID:            p.opts.BootID,
+		Conn:              p.opts.NATSConn,
 		Logger:            p.log,
 	}
 }

@@ -65,6 +65,10 @@ type NATSOptions struct {
 	Logger *slog.Logger
 	// Dialer, when set, opens the TCP connections to external servers (tests use it).
 	Dialer nats.CustomDialer
+	// Conn, when set, is a connection the caller owns and keeps: the Publisher publishes on it, follows its
+	// state through a status listener (it installs no handlers), and does not close it. URLs, Embedded,
+	// credentials, TLS and reconnect settings are then ignored: they are the connection's own.
+	Conn *nats.Conn
 }
 
 // EmbeddedOptions configure the in-process NATS server.
@@ -163,7 +167,7 @@ func (o NATSOptions) validate() error {
 			return err
 		}
 	}
-	if len(o.URLs) == 0 {
+	if len(o.URLs) == 0 && o.Conn == nil {
 		if _, _, err := splitListen(o.Embedded.Listen); err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/se"
 )
 
 // natsFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -197,7 +198,7 @@ func natsTestAttention(stream string, seq uint64, blocks int) *message.Attention
 		a.Blocks = append(a.Blocks, message.Block{
 			Name: fmt.Sprintf("features.%d.se.gate", i), Order: i, Channels: 16 << (i % 4),
 			Stats: message.Stats{Mean: 0.5, Std: 0.2, Min: 0.01, Max: 0.99, Entropy: 0.93, EffectiveChannels: 14.2,
-				Top: [][2]float64{{1, 0.99}, {7, 0.97}, {4, 0.95}, {12, 0.9}, {2, 0.88}}, Saturated: 0.1, Suppressed: 0.05},
+				Top: []se.TopGate{{Channel: 1, Value: 0.99}, {Channel: 7, Value: 0.97}, {Channel: 4, Value: 0.95}, {Channel: 12, Value: 0.9}, {Channel: 2, Value: 0.88}}, Saturated: 0.1, Suppressed: 0.05},
 		})
 	}
 	return a

@@ -38,7 +38,10 @@ type Publisher struct {
 	bootID string
 	emb    *embedded // nil when connected to external servers
 	nc     *nats.Conn
-	js     jetstream.JetStream // nil in core mode
+	// hostStatus is the status listener on a host-owned connection (NATSOptions.Conn); nil when the
+	// Publisher owns its connection.
+	hostStatus chan nats.Status
+	js         jetstream.JetStream // nil in core mode
 
 	out        *outbox
 	subjectsMu sync.RWMutex
@@ -110,6 +113,13 @@ func NewPublisher(ctx context.Context, opts NATSOptions) (*Publisher, error) {
 
 func (p *Publisher) connect(ctx context.Context) error {
 	o := p.opts
+	if o.Conn != nil {
+		p.nc = o.Conn
+		p.hostStatus = o.Conn.StatusChanged()
+		go p.followHostConn(p.hostStatus)
+		p.log.Info("nats: publishing on the host's connection", "server", o.Conn.ConnectedUrlRedacted())
+		return p.setupJetStream(ctx)
+	}
 	copts, err := o.connOptions()
 	if err != nil {
 		return err
@@ -148,6 +158,12 @@ func (p *Publisher) connect(ctx context.Context) error {
 		p.log.Info("nats: connected", "server", nc.ConnectedUrlRedacted())
 	}
 	p.nc = nc
+	return p.setupJetStream(ctx)
+}
+
+// setupJetStream makes the JetStream context and, when connected, ensures the stream exists.
+func (p *Publisher) setupJetStream(ctx context.Context) error {
+	o, nc := p.opts, p.nc
 	if !o.JetStream.Enabled {
 		return nil
 	}
@@ -173,6 +189,28 @@ func (p *Publisher) signal() {
 	select {
 	case p.connChanged <- struct{}{}:
 	default:
+	}
+}
+
+// followHostConn turns the status changes of a host-owned connection into what the handlers of an own
+// connection do. It returns when shutdown removes the listener (which closes ch).
+func (p *Publisher) followHostConn(ch chan nats.Status) {
+	lost := false
+	for st := range ch {
+		switch st {
+		case nats.CONNECTED:
+			if lost {
+				p.onReconnect(p.nc)
+			}
+			lost = false
+		case nats.DISCONNECTED, nats.RECONNECTING:
+			if !lost {
+				p.onDisconnect(p.nc, nats.ErrDisconnected)
+			}
+			lost = true
+		default:
+			p.signal()
+		}
 	}
 }
 
@@ -536,7 +574,9 @@ func (p *Publisher) Close(ctx context.Context) error {
 }
 
 func (p *Publisher) shutdown() {
-	if p.nc != nil {
+	if p.hostStatus != nil {
+		p.nc.RemoveStatusListener(p.hostStatus) // the host's connection stays open
+	} else if p.nc != nil {
 		p.nc.Close()
 	}
 	if p.emb != nil {
