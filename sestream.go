@@ -122,13 +122,13 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 		if err != nil {
 			return nil, &InputError{Key: "streams", Err: fmt.Errorf("no streams configured and the demo video is missing: %w", err)}
 		}
-		streams = []config.Stream{{Name: DemoStream, URL: sample, Loop: true, Transport: config.DefaultTransport,
+		streams = []config.Stream{{Name: DemoStream, URL: sample, Loop: true, Realtime: true, Transport: config.DefaultTransport,
 			Reconnect:    config.Reconnect{Initial: config.DefaultReconnectInitial, Max: config.DefaultReconnectMax},
 			StallTimeout: config.DefaultStallTimeout}}
 	}
 	for i, s := range streams {
 		so := stages.SourceOptions{
-			Name: s.Name, URL: s.URL, FPS: s.FPS, Loop: s.Loop, Transport: s.Transport,
+			Name: s.Name, URL: s.URL, FPS: s.FPS, Loop: s.Loop, Realtime: s.Realtime, Transport: s.Transport,
 			ReconnectInitial: s.Reconnect.Initial, ReconnectMax: s.Reconnect.Max, StallTimeout: s.StallTimeout,
 		}.WithDefaults()
 		if err := so.Validate(); err != nil {

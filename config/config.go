@@ -33,6 +33,9 @@ type Stream struct {
 	FPS float64 `mapstructure:"fps"`
 	// Loop restarts a file source at its end instead of ending the stream.
 	Loop bool `mapstructure:"loop"`
+	// Realtime paces a file at its own frame rate, as a camera would deliver it; otherwise files are read as
+	// fast as the pipeline takes them.
+	Realtime bool `mapstructure:"realtime"`
 	// Transport is the RTSP transport: tcp or udp.
 	Transport string `mapstructure:"transport"`
 	// Policy overrides queue.policy for this stream: block, drop_oldest or drop_newest.

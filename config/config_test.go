@@ -264,7 +264,7 @@ func TestDocsListEveryKey(t *testing.T) {
 			t.Errorf("docs/config.md does not document %s", k)
 		}
 	}
-	for _, k := range []string{"streams[].name", "streams[].url", "streams[].fps", "streams[].loop", "streams[].transport",
+	for _, k := range []string{"streams[].name", "streams[].url", "streams[].fps", "streams[].loop", "streams[].realtime", "streams[].transport",
 		"streams[].policy", "streams[].reconnect.initial", "streams[].reconnect.max", "streams[].stall_timeout"} {
 		if !strings.Contains(string(doc), "`"+k+"`") {
 			t.Errorf("docs/config.md does not document %s", k)
