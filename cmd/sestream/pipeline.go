@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -85,11 +86,17 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 	// A second signal exits at once; the first one (ctx from main) starts the drain.
 	go func() {
 		<-ctx.Done()
+		first := time.Now()
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-		<-again
-		fmt.Fprintln(os.Stderr, "sestream: second signal, exiting without draining")
-		os.Exit(exitFailure)
+		for range again {
+			// A signal sent to the whole process group can arrive twice at once; a second request to stop
+			// is one that comes later.
+			if time.Since(first) > 500*time.Millisecond {
+				fmt.Fprintln(os.Stderr, "sestream: second signal, exiting without draining")
+				os.Exit(exitFailure)
+			}
+		}
 	}()
 	err = p.Run(ctx)
 	if err != nil {
