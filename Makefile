@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 build:
-	go build -o bin/sestream ./cmd/sestream
+	go build -buildvcs=auto -o bin/sestream ./cmd/sestream
 
 run:
 	bash scripts/run.sh

@@ -8,5 +8,5 @@ cd "$root"
 
 bash scripts/setup.sh --runtime
 echo "run: building bin/sestream (the first build compiles gocv: about a minute)"
-go build -o bin/sestream ./cmd/sestream
+go build -buildvcs=auto -o bin/sestream ./cmd/sestream
 exec bin/sestream run "$@"
