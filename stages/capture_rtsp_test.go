@@ -1,96 +1,18 @@
 package stages
 
 import (
-	"bufio"
 	"context"
-	"net"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/pipeline"
 	"go.uber.org/goleak"
 )
-
-const pythonGI = "/usr/bin/python3"
-
-// rtspServer runs scripts/rtsp_server.py serving one file on 127.0.0.1.
-type rtspServer struct {
-	t    *testing.T
-	file string
-	port int
-	cmd  *exec.Cmd
-}
-
-func needRTSPServer(t *testing.T) {
-	t.Helper()
-	check := exec.Command(pythonGI, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer")
-	if out, err := check.CombinedOutput(); err != nil {
-		t.Skipf("the RTSP tests need %s with GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0): %v\n%s", pythonGI, err, out)
-	}
-}
-
-func rtspFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// start launches the server and waits until it accepts connections.
-func (s *rtspServer) start() {
-	s.t.Helper()
-	cmd := exec.Command(pythonGI, "../scripts/rtsp_server.py", "--file", s.file, "--port", strconv.Itoa(s.port), "--path", "/cam")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start rtsp_server.py: %v", err)
-	}
-	s.cmd = cmd
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		ready <- line
-	}()
-	select {
-	case line := <-ready:
-		if !strings.HasPrefix(line, "READY ") {
-			s.stop()
-			s.t.Fatalf("rtsp_server.py did not start: %q", line)
-		}
-	case <-time.After(30 * time.Second):
-		s.stop()
-		s.t.Fatal("rtsp_server.py did not start within 30s")
-	}
-}
-
-// stop kills the server (SIGKILL: its connections close at once) and reaps it.
-func (s *rtspServer) stop() {
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGCONT)
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
-	s.cmd = nil
-}
-
-func (s *rtspServer) signal(sig syscall.Signal) {
-	s.t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatal(err)
-	}
-}
 
 // TestCaptureRTSPKillRestartStall reads a real RTSP server, kills and restarts it, then
 // freezes it (SIGSTOP: the connection stays open but nothing arrives), and checks that the
@@ -99,15 +21,15 @@ func TestCaptureRTSPKillRestartStall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an RTSP server")
 	}
-	needRTSPServer(t)
+	testfixtures.NeedRTSPServer(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	checkMats(t)
 	file := filepath.Join(t.TempDir(), "cam.mp4")
 	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=160x96:rate=10:duration=40", "-pix_fmt", "yuv420p",
 		"-c:v", "libx264", "-g", "10", file)
-	srv := &rtspServer{t: t, file: file, port: rtspFreePort(t)}
-	srv.start()
-	defer srv.stop()
+	srv := &testfixtures.RTSPServer{T: t, File: file, Port: testfixtures.FreePort(t)}
+	srv.Start()
+	defer srv.Stop()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -116,7 +38,7 @@ func TestCaptureRTSPKillRestartStall(t *testing.T) {
 	ev := &collected{}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- RunSource(ctx, SourceOptions{Name: "cam", URL: "rtsp://127.0.0.1:" + strconv.Itoa(srv.port) + "/cam",
+		errc <- RunSource(ctx, SourceOptions{Name: "cam", URL: srv.URL(),
 			StallTimeout: stall, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
 			OpenTimeout: 10 * time.Second}, q, ev.event)
 	}()
@@ -174,19 +96,19 @@ func TestCaptureRTSPKillRestartStall(t *testing.T) {
 	ev.waitEvent(t, EventConnected, time.Second)
 
 	// 1. The server dies: its connection closes, the read fails, the stage reconnects.
-	srv.stop()
+	srv.Stop()
 	waitKind(EventLost, 1, 15*time.Second)
-	srv.start()
+	srv.Start()
 	waitKind(EventReconnected, 1, 30*time.Second)
 	before := frames()
 	waitFrames(before+10, 30*time.Second)
 
 	// 2. The server freezes: the connection stays open, nothing arrives, the watchdog fires.
 	errorsBefore := countKind(EventError)
-	srv.signal(syscall.SIGSTOP)
+	srv.Signal(syscall.SIGSTOP)
 	waitKind(EventLost, 2, stall+15*time.Second)
 	waitKind(EventError, errorsBefore+1, 20*time.Second) // a reopen of the frozen server fails
-	srv.signal(syscall.SIGCONT)
+	srv.Signal(syscall.SIGCONT)
 	waitKind(EventReconnected, 2, 30*time.Second)
 	before = frames()
 	waitFrames(before+5, 30*time.Second)
@@ -196,7 +118,7 @@ func TestCaptureRTSPKillRestartStall(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	<-consumed
-	srv.stop()
+	srv.Stop()
 
 	var lost []SourceEvent
 	var reconnected []SourceEvent
