@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -267,5 +268,34 @@ func BenchmarkGateCost(b *testing.B) {
 			slices.Sort(ratios)
 			b.ReportMetric((ratios[len(ratios)/2]-1)*100, "gate-overhead-%")
 		})
+	}
+}
+
+// TestORTCancel cancels the context while ONNX Runtime runs a batch of mobilenet_v3_small (tens of ms on one
+// thread): Run must return the context's error, and the next Run must work.
+func TestORTCancel(t *testing.T) {
+	needORT(t)
+	m := loadModelPath(t, torchvisionModel(t, "mobilenet_v3_small"))
+	e := open(t, m, Options{Backend: ONNXRuntime, MaxBatch: 8, Threads: 1})
+	x := make([]float32, 8*3*224*224)
+	canceled := false
+	for attempt := 0; attempt < 10 && !canceled; attempt++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		timer := time.AfterFunc(2*time.Millisecond, cancel)
+		_, err := e.Run(ctx, x, 8)
+		timer.Stop()
+		cancel()
+		switch {
+		case errors.Is(err, context.Canceled):
+			canceled = true
+		case err != nil:
+			t.Fatalf("Run: %v, want nil or context.Canceled", err)
+		}
+	}
+	if !canceled {
+		t.Fatal("no Run of a batch of 8 was canceled after 2 ms in 10 attempts")
+	}
+	if _, err := e.Run(context.Background(), x, 8); err != nil {
+		t.Fatalf("Run after a canceled Run: %v", err)
 	}
 }

@@ -60,7 +60,8 @@ type Engine interface {
 	// Run runs the first n items of input: input holds exactly n*C*H*W float32 values in NCHW order,
 	// offset ((i*C+c)*H+h)*W+w, with 1 <= n <= MaxBatch. The returned Result and its slices are reused
 	// by the next Run: callers copy what they keep. Run reads input only during the call (an engine may keep a
-	// reference to it, to reuse its wrapper when the next Run passes the same slice).
+	// reference to it, to reuse its wrapper when the next Run passes the same slice). Canceling ctx stops an
+	// ONNX Runtime run in progress; OpenCV cannot be interrupted and finishes the batch first.
 	Run(ctx context.Context, input []float32, n int) (*Result, error)
 	// Info describes the backend actually in use.
 	Info() Info

@@ -20,6 +20,7 @@ type ortEngine struct {
 	sh      shape
 	info    Info
 	session *ort.DynamicAdvancedSession
+	runOpts *ort.RunOptions // carries the terminate flag that cancels a Run in progress
 	fetches []fetch
 	batches []*ortBatch // index n-1; nil until batch size n is first run
 	result  Result
@@ -93,6 +94,9 @@ func openORT(m *model.Model, sh shape, opts Options) (_ Engine, err error) {
 	e.session, err = ort.NewDynamicAdvancedSessionWithONNXData(data, []string{m.Input.Name}, names, so)
 	if err != nil {
 		return nil, fmt.Errorf("engine: model %s: ONNX Runtime cannot load it: %w", sh.model, err)
+	}
+	if e.runOpts, err = ort.NewRunOptions(); err != nil {
+		return nil, fmt.Errorf("engine: model %s: ONNX Runtime run options: %w", sh.model, err)
 	}
 	if err := e.probe(); err != nil {
 		return nil, err
@@ -279,11 +283,33 @@ func (e *ortEngine) Run(ctx context.Context, input []float32, n int) (*Result, e
 	if err := b.wrap(e.sh, input, n); err != nil {
 		return nil, err
 	}
-	if err := e.session.Run(b.inputs, b.outputs); err != nil {
+	if err := e.run(ctx, b); err != nil {
 		return nil, fmt.Errorf("engine: model %s: ONNX Runtime run at batch %d: %w", e.sh.model, n, err)
 	}
 	fill(&e.result, e.fetches, n)
 	return &e.result, nil
+}
+
+// run runs the session; when ctx is canceled during the run, ONNX Runtime is told to stop and run returns
+// ctx's error.
+func (e *ortEngine) run(ctx context.Context, b *ortBatch) error {
+	if ctx.Done() == nil {
+		return e.session.RunWithOptions(b.inputs, b.outputs, e.runOpts)
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		e.runOpts.Terminate()
+	})
+	err := e.session.RunWithOptions(b.inputs, b.outputs, e.runOpts)
+	if stop() {
+		return err
+	}
+	<-fired // the flag is set; clear it for the next Run
+	if uerr := e.runOpts.UnsetTerminate(); uerr != nil {
+		return errors.Join(ctx.Err(), uerr)
+	}
+	return fmt.Errorf("%w (%v)", ctx.Err(), err)
 }
 
 func (e *ortEngine) Info() Info { return e.info }
@@ -303,6 +329,10 @@ func (e *ortEngine) Close() error {
 	if e.session != nil {
 		errs = append(errs, e.session.Destroy())
 		e.session = nil
+	}
+	if e.runOpts != nil {
+		errs = append(errs, e.runOpts.Destroy())
+		e.runOpts = nil
 	}
 	errs = append(errs, releaseORT())
 	return errors.Join(errs...)
