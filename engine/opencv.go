@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"unsafe"
@@ -33,18 +34,21 @@ var (
 )
 
 // cvEngine runs a model with OpenCV DNN through gocv. The graph is normalized by model.ForOpenCV with its
-// batch dimension pinned. Most SE graphs then run at every batch size up to the pinned one, and one net
-// serves all sizes; a graph whose Reshape/Unsqueeze/ReduceMean layers OpenCV 4.6 sizes for the pinned
-// batch only gets one net per batch size, each pinned to its size and created on first use. Every new net
-// is first imported and run on zeros by cvprobe.cpp inside try/catch, because an OpenCV exception raised
-// through gocv aborts the process. SE gates are fetched with ForwardLayers("onnx_node!" + gate node).
+// batch dimension pinned to MaxBatch. Most SE graphs then run at every batch size up to the pinned one on
+// that one net; but OpenCV 4.6 sizes Reshape, Unsqueeze and ReduceMean layers for the pinned batch only, so
+// a graph with those gets, for each other batch size, its own net pinned to that size. Which case holds is
+// found out per batch size on first use: every configuration is first imported and run on zeros by
+// cvprobe.cpp inside try/catch, because an OpenCV exception raised through gocv aborts the process. SE
+// gates are fetched with ForwardLayers("onnx_node!" + gate node).
 type cvEngine struct {
 	sh      shape
 	info    Info
 	m       *model.Model
 	backend int
 	target  int
-	shared  bool        // nets[maxBatch-1] runs every batch size
+	maxData []byte // the graph pinned to MaxBatch
+	viaMax  []bool // index n-1: batch size n runs on nets[maxBatch-1] (checked by a probe)
+	log     *slog.Logger
 	nets    []*gocv.Net // index n-1
 	inputs  []*gocv.Mat // index n-1: n x C x H x W float32 input blobs
 	layers  []string    // OpenCV layer per fetch
@@ -62,8 +66,8 @@ func openOpenCV(m *model.Model, sh shape, opts Options) (_ Engine, err error) {
 	if !ok {
 		return nil, fmt.Errorf("engine: unknown OpenCV DNN target %q, want one of %s", opts.OpenCVTarget, names(cvTargets))
 	}
-	e := &cvEngine{sh: sh, m: m, backend: b, target: t,
-		nets: make([]*gocv.Net, sh.maxBatch), inputs: make([]*gocv.Mat, sh.maxBatch)}
+	e := &cvEngine{sh: sh, m: m, backend: b, target: t, log: opts.Logger,
+		nets: make([]*gocv.Net, sh.maxBatch), inputs: make([]*gocv.Mat, sh.maxBatch), viaMax: make([]bool, sh.maxBatch)}
 	e.info = Info{Backend: OpenCV, Version: gocv.OpenCVVersion(), Threads: opts.Threads, MaxBatch: sh.maxBatch,
 		Target: orDefault(opts.OpenCVBackend, "default") + "/" + orDefault(opts.OpenCVTarget, "cpu")}
 	defer func() {
@@ -72,27 +76,22 @@ func openOpenCV(m *model.Model, sh shape, opts Options) (_ Engine, err error) {
 		}
 	}()
 	e.fetches, e.result = plan(m, opts.ExtraOutputs, sh.maxBatch)
-	data, err := m.ForOpenCV(sh.maxBatch)
-	if err != nil {
+	if e.maxData, err = m.ForOpenCV(sh.maxBatch); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	if e.layers, err = layerNames(sh.model, data, m, e.fetches); err != nil {
+	if e.layers, err = layerNames(sh.model, e.maxData, m, e.fetches); err != nil {
 		return nil, err
 	}
 	if opts.Threads > 0 {
 		C.sestream_cv_set_threads(C.int(opts.Threads))
 	}
-	if err := e.probe(data, sh.maxBatch, true); err != nil {
+	if err := e.probe(e.maxData, sh.maxBatch, true, false); err != nil {
 		return nil, err
 	}
-	e.shared = sh.maxBatch == 1 || e.probe(data, 1, false) == nil
-	if !e.shared {
-		opts.Logger.Info("engine: OpenCV runs this graph only at the batch size it is pinned to; using one net per batch size",
-			"model", m.Name)
-	}
-	if err := e.load(data, sh.maxBatch); err != nil {
+	if err := e.load(e.maxData, sh.maxBatch); err != nil {
 		return nil, err
 	}
+	e.viaMax[sh.maxBatch-1] = true
 	return e, nil
 }
 
@@ -141,11 +140,8 @@ func layerNames(modelName string, data []byte, m *model.Model, fetches []fetch) 
 
 // probe imports data and runs it at batch n in cvprobe.cpp, where OpenCV exceptions are caught. With learn
 // it records each fetched tensor's per-item shape; otherwise it checks the shapes against those recorded.
-func (e *cvEngine) probe(data []byte, n int, learn bool) error {
-	quiet := 0
-	if !learn && e.nets[e.sh.maxBatch-1] == nil {
-		quiet = 1 // the batch-1 probe of the max-batch graph at Open: failure only means one net per batch size
-	}
+// quiet silences OpenCV's log for a probe whose failure is expected and handled.
+func (e *cvEngine) probe(data []byte, n int, learn, quiet bool) error {
 	cData := C.CBytes(data)
 	defer C.free(cData)
 	cNames := make([]*C.char, len(e.layers))
@@ -163,7 +159,7 @@ func (e *cvEngine) probe(data []byte, n int, learn bool) error {
 	ndims := make([]C.int, len(e.layers))
 	dims := make([]C.int64_t, len(e.layers)*C.SESTREAM_CV_MAX_DIMS)
 	msg := C.sestream_cv_probe(cData, C.size_t(len(data)), C.int(e.backend), C.int(e.target),
-		C.int(n), C.int(e.sh.c), C.int(e.sh.h), C.int(e.sh.w), pNames, C.int(len(cNames)), &ndims[0], &dims[0], C.int(quiet))
+		C.int(n), C.int(e.sh.c), C.int(e.sh.h), C.int(e.sh.w), pNames, C.int(len(cNames)), &ndims[0], &dims[0], cBool(quiet))
 	if msg != nil {
 		defer C.free(unsafe.Pointer(msg))
 		return fmt.Errorf("engine: model %s: OpenCV DNN (%s) cannot run it at batch %d: %s",
@@ -209,19 +205,33 @@ func (e *cvEngine) load(data []byte, n int) error {
 	return nil
 }
 
-// net returns the net that runs batch size n, creating it on first use when nets are per batch size.
+func cBool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// net returns the net that runs batch size n. On the first Run at n it probes the MaxBatch net at n; when
+// OpenCV cannot run that graph at n, it creates a net pinned to n.
 func (e *cvEngine) net(n int) (*gocv.Net, error) {
-	if e.shared {
+	if e.viaMax[n-1] {
 		return e.nets[e.sh.maxBatch-1], nil
 	}
 	if net := e.nets[n-1]; net != nil {
 		return net, nil
 	}
+	if err := e.probe(e.maxData, n, false, true); err == nil {
+		e.viaMax[n-1] = true
+		return e.nets[e.sh.maxBatch-1], nil
+	}
+	e.log.Info("engine: OpenCV cannot run the graph pinned to the max batch at this batch size; loading a net for it",
+		"model", e.m.Name, "batch", n, "max_batch", e.sh.maxBatch)
 	data, err := e.m.ForOpenCV(n)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	if err := e.probe(data, n, false); err != nil {
+	if err := e.probe(data, n, false, false); err != nil {
 		return nil, err
 	}
 	if err := e.load(data, n); err != nil {
