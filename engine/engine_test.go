@@ -428,3 +428,27 @@ func TestParseBackend(t *testing.T) {
 		t.Error("ParseBackend(ORT) succeeded, want an error")
 	}
 }
+
+// TestOpenCVNetPerBatch checks how the OpenCV backend serves smaller batches: a graph of convolutional SE
+// blocks runs on the net pinned to the max batch; a graph with Unsqueeze (se_res) needs a net per batch size.
+func TestOpenCVNetPerBatch(t *testing.T) {
+	cases := []struct {
+		file, input string
+		own         bool // batch 1 needs its own net
+	}{
+		{"se_tiny_64x64.onnx", "input_64x64.npy", false},
+		{"se_res_96x160.onnx", "input_96x160.npy", true},
+	}
+	for _, tc := range cases {
+		m := loadModel(t, tc.file)
+		x := readNpy(t, tc.input)
+		e := open(t, m, Options{Backend: OpenCV, MaxBatch: 4})
+		if _, err := e.Run(context.Background(), x.Data[:len(x.Data)/4], 1); err != nil {
+			t.Fatal(err)
+		}
+		cv := e.(*cvEngine)
+		if own := cv.nets[0] != nil; own != tc.own || cv.viaMax[0] == tc.own {
+			t.Errorf("%s: batch 1 has its own net: %v, runs on the max-batch net: %v; want own = %v", tc.file, own, cv.viaMax[0], tc.own)
+		}
+	}
+}
