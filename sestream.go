@@ -111,7 +111,7 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 			return nil, &InputError{Key: "model.labels", Err: err}
 		}
 	}
-	p.pre = preprocessOptions(cfg.Preprocess, m)
+	p.pre = PreprocessOptions(cfg.Preprocess, m)
 	if err := p.pre.WithDefaults().Validate(); err != nil {
 		return nil, &InputError{Key: "preprocess", Err: err}
 	}
@@ -165,9 +165,10 @@ func (p *Pipeline) Streams() []stages.SourceOptions { return p.streams }
 // Stats returns the pipeline's per-stream counters.
 func (p *Pipeline) Stats() []pipeline.StreamStats { return p.counters.Snapshot() }
 
-// preprocessOptions takes each preprocessing value from the config, else the model's metadata, else the
-// model's input shape; what is still unset gets stages' documented defaults.
-func preprocessOptions(c config.Preprocess, m *model.Model) stages.PreprocessOptions {
+// PreprocessOptions resolves preprocessing for a model: each value from the config, else the model's metadata,
+// else the model's input shape; what is still unset gets stages' documented defaults (applied by
+// stages.NewPreprocessor). `sestream run` and `sestream infer --image` both use it.
+func PreprocessOptions(c config.Preprocess, m *model.Model) stages.PreprocessOptions {
 	o := stages.PreprocessOptions{Width: c.Width, Height: c.Height, Resize: c.Resize, Color: c.Color,
 		Scale: c.Scale, Mean: c.Mean, Std: c.Std, Pad: c.Pad}
 	meta := m.Meta

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 	"gocv.io/x/gocv"
 
+	"github.com/sestream/sestream"
+	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
 	"github.com/sestream/sestream/model"
 	"github.com/sestream/sestream/npy"
@@ -136,7 +138,7 @@ func readTensor(path string, m *model.Model) ([]float32, int, error) {
 
 // readImages preprocesses each image into one batch tensor.
 func readImages(paths []string, m *model.Model) ([]float32, int, error) {
-	p, err := stages.NewPreprocessor(modelPreprocess(m))
+	p, err := stages.NewPreprocessor(sestream.PreprocessOptions(config.Default().Preprocess, m))
 	if err != nil {
 		return nil, 0, fmt.Errorf("model %s: preprocessing: %w", m.Path, err)
 	}
@@ -163,26 +165,6 @@ func readImages(paths []string, m *model.Model) ([]float32, int, error) {
 		}
 	}
 	return x, len(paths), nil
-}
-
-// modelPreprocess takes preprocessing from the model's metadata, else its input shape; stages' defaults fill
-// the rest (as `sestream run` does when the config sets nothing).
-func modelPreprocess(m *model.Model) stages.PreprocessOptions {
-	meta := m.Meta
-	o := stages.PreprocessOptions{Width: meta.Width, Height: meta.Height, Resize: meta.Resize, Color: meta.Color,
-		Scale: meta.Scale, Mean: meta.Mean, Std: meta.Std}
-	if s := m.Input.Shape; len(s) == 4 {
-		if o.Width == 0 && s[3] > 0 {
-			o.Width = int(s[3])
-		}
-		if o.Height == 0 && s[2] > 0 {
-			o.Height = int(s[2])
-		}
-		if o.Color == "" && s[1] == 1 {
-			o.Color = stages.ColorGray
-		}
-	}
-	return o
 }
 
 func rows(t engine.Tensor, n int) [][]float32 {
