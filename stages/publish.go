@@ -154,8 +154,6 @@ func (p *Publisher) connect(ctx context.Context) error {
 		if err != nil {
 			return o.describeConnectError(err)
 		}
-	} else {
-		p.log.Info("nats: connected", "server", nc.ConnectedUrlRedacted())
 	}
 	p.nc = nc
 	return p.setupJetStream(ctx)

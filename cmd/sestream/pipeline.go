@@ -63,7 +63,7 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 	if demo {
 		fmt.Fprintf(cmd.ErrOrStderr(), "sestream demo: model %s (%d SE blocks) on %s, looped.\n", p.Model().Path, len(p.Model().Blocks), p.Streams()[0].URL)
 		if cfg.NATS.URL == "" {
-			fmt.Fprintf(cmd.ErrOrStderr(), "Subscribe in another terminal:  sestream sub --nats nats://%s\n", cfg.NATS.Embedded.Listen)
+			fmt.Fprintf(cmd.ErrOrStderr(), "Subscribe in another terminal:  %s sub --nats nats://%s\n", os.Args[0], cfg.NATS.Embedded.Listen)
 		}
 		fmt.Fprintln(cmd.ErrOrStderr(), "Press Ctrl-C to stop (twice to stop at once).")
 	}
@@ -81,7 +81,6 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 				log.Error("metrics endpoint stopped", "listen", cfg.HTTP.Listen, "err", err)
 			}
 		}()
-		log.Info("metrics and health", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
 	// A second signal exits at once; the first one (ctx from main) starts the drain.
 	go func() {
