@@ -215,22 +215,13 @@ func TestMetricsEndToEnd(t *testing.T) {
 // authNATS starts a NATS server that wants user "sestream" with password, or token when password is empty.
 func authNATS(t *testing.T, password, token string) *server.Server {
 	t.Helper()
-	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
-	if password != "" {
-		o.Username, o.Password = "sestream", password
-	} else {
-		o.Authorization = token
-	}
-	srv, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
+	return startNATS(t, func(o *server.Options) {
+		if password != "" {
+			o.Username, o.Password = "sestream", password
+		} else {
+			o.Authorization = token
+		}
+	})
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writers (log handlers, the summary writer).

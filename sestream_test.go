@@ -34,9 +34,14 @@ func makeVideo(t *testing.T, frames int, size string) string {
 	return path
 }
 
-func startNATS(t *testing.T) *server.Server {
+// startNATS starts an in-process NATS server on a free loopback port, with options changed by each of with.
+func startNATS(t *testing.T, with ...func(*server.Options)) *server.Server {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	for _, f := range with {
+		f(o)
+	}
+	srv, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
