@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sestream/sestream/engine"
-	"github.com/sestream/sestream/model"
 )
 
 // benchJSON is the --json output of `sestream bench` (a contract: scripts parse it).
@@ -54,13 +53,9 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 			case threads < 0:
 				return badInput(fmt.Errorf("--threads %d: want >= 0", threads))
 			}
-			b, err := engine.ParseBackend(backend)
+			m, b, err := loadModel(modelPath, backend)
 			if err != nil {
-				return badInput(fmt.Errorf("--engine: %w", err))
-			}
-			m, err := model.Load(modelPath)
-			if err != nil {
-				return badInput(err)
+				return err
 			}
 			if noGates {
 				bare := *m

@@ -54,13 +54,9 @@ what the metadata leaves out.
 			if (tensorPath == "") == (len(images) == 0) {
 				return badInput(errors.New("give exactly one of --tensor and --image"))
 			}
-			b, err := engine.ParseBackend(backend)
+			m, b, err := loadModel(modelPath, backend)
 			if err != nil {
-				return badInput(fmt.Errorf("--engine: %w", err))
-			}
-			m, err := model.Load(modelPath)
-			if err != nil {
-				return badInput(err)
+				return err
 			}
 			var x []float32
 			var n int
@@ -228,4 +224,17 @@ func writeInferText(w io.Writer, m *model.Model, info engine.Info, r *engine.Res
 			fmt.Fprintf(w, "  gates %s: %d channels, mean %.4f, min %.4f, max %.4f\n", t.Name, len(row), sum/float64(len(row)), lo, hi)
 		}
 	}
+}
+
+// loadModel reads --model and parses --engine for infer and bench; either being bad is the user's error.
+func loadModel(path, backend string) (*model.Model, engine.Backend, error) {
+	b, err := engine.ParseBackend(backend)
+	if err != nil {
+		return nil, "", badInput(fmt.Errorf("--engine: %w", err))
+	}
+	m, err := model.Load(path)
+	if err != nil {
+		return nil, "", badInput(err)
+	}
+	return m, b, nil
 }
