@@ -35,6 +35,7 @@ const (
 	Dropped
 )
 
+// String returns "queued" or "dropped".
 func (s PushStatus) String() string {
 	if s == Dropped {
 		return "dropped"

@@ -153,7 +153,10 @@ type InputError struct {
 	Err error
 }
 
+// Error names the configuration key and the problem.
 func (e *InputError) Error() string { return e.Key + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error, so errors.Is sees model and source errors.
 func (e *InputError) Unwrap() error { return e.Err }
 
 // Model returns the loaded model.

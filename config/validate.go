@@ -20,6 +20,7 @@ type FieldError struct {
 	Reason string
 }
 
+// Error is "key: reason".
 func (e FieldError) Error() string {
 	if e.Key == "" {
 		return e.Reason
@@ -32,6 +33,7 @@ type Error struct {
 	Fields []FieldError
 }
 
+// Error lists every invalid field, one per line after the first.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if len(e.Fields) == 1 {

@@ -19,6 +19,7 @@ const (
 // Kind is one of the four message kinds. Its string form is the last subject token.
 type Kind int
 
+// The message kinds, published on <prefix>.<stream>.result, .attention, .event, and <prefix>.status.
 const (
 	KindResult Kind = iota
 	KindAttention
