@@ -48,7 +48,11 @@ func startNATSServer(t testing.TB, port int, args ...string) *natsServerProcess 
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
-		t.Skip("nats-server binary not installed (Debian package nats-server): " + err.Error())
+		// Debian installs it in /usr/sbin, which is not on every user's PATH.
+		if _, serr := os.Stat("/usr/sbin/nats-server"); serr != nil {
+			t.Skip("nats-server binary not installed (Debian package nats-server; scripts/setup.sh installs it): " + err.Error())
+		}
+		bin = "/usr/sbin/nats-server"
 	}
 	s := &natsServerProcess{t: t, bin: bin, port: port, args: args}
 	s.start()
