@@ -63,36 +63,9 @@ func TestNATSFaultJetStream(t *testing.T) {
 		t.Errorf("acked %d dropped %d reconnects %d, want %d acked, 0 dropped, >0 reconnects\n%s", r.Acked, r.Dropped, s.Reconnects, n, logs)
 	}
 
-	nc, err := nats.Connect(srv.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, DefaultStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != n {
-		t.Errorf("stream holds %d messages, want %d", info.State.Msgs, n)
-	}
-	seen := make(map[uint64]int)
-	for i := info.State.FirstSeq; i <= info.State.LastSeq; i++ {
-		m, err := st.GetMsg(ctx, i)
-		if err != nil {
-			t.Fatalf("get stream message %d: %v", i, err)
-		}
-		var res message.Result
-		if err := json.Unmarshal(m.Data, &res); err != nil {
-			t.Fatal(err)
-		}
-		seen[res.Seq]++
+	msgs, seen := storedResults(t, srv.url())
+	if msgs != n {
+		t.Errorf("stream holds %d messages, want %d", msgs, n)
 	}
 	for seq := uint64(1); seq <= n; seq++ {
 		if seen[seq] != 1 {
@@ -190,6 +163,21 @@ func TestJetStreamRetryDeduplicates(t *testing.T) {
 		t.Skip("no acknowledgement took longer than 1ms on this machine; the retry path was not exercised")
 	}
 
+	_, seen := storedResults(t, url)
+	for seq, times := range seen {
+		if times != 1 {
+			t.Errorf("result %d stored %d times", seq, times)
+		}
+	}
+	if uint64(len(seen)) < r.Acked {
+		t.Errorf("%d results stored, fewer than the %d acknowledged", len(seen), r.Acked)
+	}
+}
+
+// storedResults reads every message of the JetStream stream at url and counts how often each result
+// seq is stored; it also returns the stream's message count.
+func storedResults(t *testing.T, url string) (uint64, map[uint64]int) {
+	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -213,15 +201,10 @@ func TestJetStreamRetryDeduplicates(t *testing.T) {
 			t.Fatalf("get stream message %d: %v", i, err)
 		}
 		var res message.Result
-		json.Unmarshal(m.Data, &res)
+		if err := json.Unmarshal(m.Data, &res); err != nil {
+			t.Fatalf("stream message %d: %v", i, err)
+		}
 		seen[res.Seq]++
 	}
-	for seq, times := range seen {
-		if times != 1 {
-			t.Errorf("result %d stored %d times", seq, times)
-		}
-	}
-	if uint64(len(seen)) < r.Acked {
-		t.Errorf("%d results stored, fewer than the %d acknowledged", len(seen), r.Acked)
-	}
+	return info.State.Msgs, seen
 }
