@@ -5,24 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"gocv.io/x/gocv"
-
-	"github.com/sestream/sestream/message"
-	"github.com/sestream/sestream/pipeline"
-	"github.com/sestream/sestream/stages"
 )
 
-// Errors of Push, for errors.Is.
-var (
-	// ErrUnknownStream: the stream was not declared in Options.PushStreams.
-	ErrUnknownStream = errors.New("unknown push stream")
-	// ErrBadFrame: the frame is nil, empty, or not 8-bit with 1, 3 or 4 channels.
-	ErrBadFrame = errors.New("bad frame")
-)
+// ErrBadFrame: the frame given to Push is nil, empty, or not 8-bit with 1, 3 or 4 channels.
+var ErrBadFrame = errors.New("bad frame")
 
 // PushStatus says what happened to a pushed frame.
 type PushStatus int
@@ -41,46 +30,6 @@ func (s PushStatus) String() string {
 		return "dropped"
 	}
 	return "queued"
-}
-
-// pusher is one push stream: frames come from the host program through Push.
-type pusher struct {
-	name  string
-	queue *pipeline.Queue[stages.Frame]
-	seq   atomic.Uint64
-}
-
-// pushState guards the push queues against Push racing Close: Push holds the read lock while it queues, Close
-// cancels the pushes still waiting (pushCtx) and then takes the write lock to close the queues.
-type pushState struct {
-	mu     sync.RWMutex
-	closed bool
-}
-
-func (p *Pipeline) newPushers() error {
-	seen := map[string]bool{}
-	for _, s := range p.streams {
-		seen[s.Name] = true
-	}
-	policy, err := pipeline.ParsePolicy(p.cfg.Queue.Policy)
-	if p.cfg.Queue.Policy == "auto" {
-		policy, err = pipeline.DropOldest, nil // frames pushed by a host are live
-	}
-	if err != nil {
-		return &InputError{Key: "queue.policy", Err: err}
-	}
-	p.pushers = map[string]*pusher{}
-	for i, name := range p.opts.PushStreams {
-		if err := message.ValidateToken(name); err != nil {
-			return &InputError{Key: fmt.Sprintf("PushStreams[%d]", i), Err: err}
-		}
-		if seen[name] {
-			return &InputError{Key: fmt.Sprintf("PushStreams[%d]", i), Err: fmt.Errorf("stream %q is declared twice", name)}
-		}
-		seen[name] = true
-		p.pushers[name] = &pusher{name: name, queue: pipeline.NewQueue[stages.Frame](name, p.cfg.Queue.Size, policy, stages.DiscardFrame)}
-	}
-	return nil
 }
 
 // Push gives the pipeline one frame of a push stream (declared in Options.PushStreams). The pipeline copies
@@ -124,56 +73,15 @@ func (p *Pipeline) PushImage(ctx context.Context, stream string, img image.Image
 // push queues the frame made by take. take is called only once the frame will be queued; if push fails before
 // that, the caller still owns whatever take would have returned.
 func (p *Pipeline) push(ctx context.Context, stream string, captured time.Time, take func() gocv.Mat) (PushStatus, error) {
-	p.mu.Lock()
-	r := p.run
-	p.mu.Unlock()
-	if r == nil {
+	s := p.started()
+	if s == nil {
 		return Dropped, fmt.Errorf("push to stream %s: %w", stream, ErrNotStarted)
 	}
-	ps, ok := p.pushers[stream]
-	if !ok {
-		return Dropped, fmt.Errorf("push to stream %q: %w (declared: %v)", stream, ErrUnknownStream, p.opts.PushStreams)
-	}
-	p.pushing.mu.RLock()
-	defer p.pushing.mu.RUnlock()
-	if p.pushing.closed {
-		return Dropped, fmt.Errorf("push to stream %s: %w", stream, ErrClosed)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(r.pushCtx, cancel)
-	defer stop()
-	if captured.IsZero() {
-		captured = time.Now()
-	}
-	mat := take()
-	f := stages.Frame{Mat: mat, Info: pipeline.FrameInfo{Stream: stream, Seq: ps.seq.Add(1), Captured: captured,
-		Width: mat.Cols(), Height: mat.Rows()}}
-	queued, err := ps.queue.Push(ctx, f)
-	if err != nil {
-		mat.Close()
-		if r.pushCtx.Err() != nil {
-			return Dropped, fmt.Errorf("push to stream %s: %w", stream, ErrClosed)
-		}
-		return Dropped, fmt.Errorf("push to stream %s: %w", stream, err)
-	}
-	if !queued {
-		return Dropped, nil // the queue's discard function closed the Mat
+	queued, err := s.Push(ctx, stream, captured, take)
+	if err != nil || !queued {
+		return Dropped, err
 	}
 	return Queued, nil
-}
-
-// closePushers refuses further pushes and closes the push queues, so their forwarders drain and end.
-func (p *Pipeline) closePushers() {
-	p.pushing.mu.Lock()
-	defer p.pushing.mu.Unlock()
-	if p.pushing.closed {
-		return
-	}
-	p.pushing.closed = true
-	for _, ps := range p.pushers {
-		ps.queue.Close()
-	}
 }
 
 // checkMat accepts a non-empty 8-bit Mat with 1, 3 or 4 channels.

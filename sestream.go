@@ -1,28 +1,45 @@
 package sestream
 
 import (
-	"bufio"
-	"fmt"
+	"context"
+	"errors"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/sestream/sestream/config"
-	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/internal/plan"
+	"github.com/sestream/sestream/internal/supervisor"
 	"github.com/sestream/sestream/message"
 	"github.com/sestream/sestream/metrics"
 	"github.com/sestream/sestream/model"
 	"github.com/sestream/sestream/pipeline"
-	"github.com/sestream/sestream/stages"
+	"github.com/sestream/sestream/stages/source"
+	"github.com/sestream/sestream/version"
 )
 
 // DemoStream is the name of the built-in demo stream, used when the configuration has no streams.
-const DemoStream = "demo"
+const DemoStream = plan.DemoStream
+
+// Errors of the Pipeline's lifecycle and of Push, for errors.Is.
+var (
+	// ErrStarted: Start was called twice.
+	ErrStarted = errors.New("pipeline already started")
+	// ErrNotStarted: Push, Wait or Close before Start.
+	ErrNotStarted = errors.New("pipeline not started")
+	// ErrClosed: Push after Close, or after every source ended.
+	ErrClosed = supervisor.ErrClosed
+	// ErrDrainDeadline: frames were still in flight when shutdown.drain_timeout passed.
+	ErrDrainDeadline = supervisor.ErrDrainDeadline
+	// ErrUnknownStream: the stream was not declared in Options.PushStreams.
+	ErrUnknownStream = supervisor.ErrUnknownStream
+)
+
+// InputError is a problem with what the user configured or supplied: a model, a labels file, a stream. Its
+// Key names the configuration key at fault.
+type InputError = plan.InputError
 
 // Options are what the host process gives a Pipeline besides its configuration.
 type Options struct {
@@ -64,242 +81,132 @@ type FrameOutput struct {
 }
 
 // Pipeline is a configured sestream pipeline: sources, batcher, inference workers, and the publisher.
-// Build it with New and run it once with Run.
+// Build it with New and run it once with Run (or Start, then Wait or Close).
 type Pipeline struct {
-	mu      sync.Mutex // guards run
-	run     *run       // nil until Start
-	engine  string
-	pool    *pipeline.Pool[*pipeline.Batch[stages.Frame], *stages.BatchResult] // set by Start
-	pushers map[string]*pusher                                                 // read-only after New
-	pushing pushState
+	plan *plan.Plan
+	opts Options
 
-	cfg      *config.Config
-	opts     Options
-	log      *slog.Logger
-	model    *model.Model
-	labels   []string
-	streams  []stages.SourceOptions
-	pre      stages.PreprocessOptions
-	counters *pipeline.Counters
-	states   *streamStates
-	started  time.Time
+	mu  sync.Mutex             // guards sup
+	sup *supervisor.Supervisor // nil until Start
 }
 
-// New checks the configuration against the model and the sources, and loads the model. Nothing is started:
-// errors here are the user's to fix (exit code 2 in the sestream command) and are reported as *InputError.
+// New checks the configuration against the model and the sources, loads the model, and resolves everything
+// the pipeline will need; nothing reads cfg afterwards. Nothing is started: errors here are the user's to fix
+// (exit code 2 in the sestream command) and are reported as *InputError.
 func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	p := &Pipeline{cfg: cfg, opts: opts, log: opts.Logger, counters: pipeline.NewCounters(), states: newStreamStates()}
-
-	path := cfg.Model.Path
-	if path == "" {
-		var err error
-		if path, err = FindBundled(BundledModel); err != nil {
-			return nil, &InputError{Key: "model.path", Err: err}
-		}
+	if opts.Version == "" {
+		opts.Version = version.Version()
 	}
-	m, err := model.Load(path)
+	p, err := plan.New(cfg, opts.PushStreams, bundled{})
 	if err != nil {
-		return nil, &InputError{Key: "model.path", Err: err}
-	}
-	p.model = m
-	p.labels = m.Meta.Labels
-	if cfg.Model.Labels != "" {
-		if p.labels, err = readLabels(cfg.Model.Labels); err != nil {
-			return nil, &InputError{Key: "model.labels", Err: err}
-		}
-	}
-	p.pre = PreprocessOptions(cfg.Preprocess, m)
-	if err := p.pre.WithDefaults().Validate(); err != nil {
-		return nil, &InputError{Key: "preprocess", Err: err}
-	}
-
-	streams := cfg.Streams
-	if len(streams) == 0 && len(opts.PushStreams) == 0 {
-		sample, err := FindBundled(BundledSample)
-		if err != nil {
-			return nil, &InputError{Key: "streams", Err: fmt.Errorf("no streams configured and the demo video is missing: %w", err)}
-		}
-		streams = []config.Stream{{Name: DemoStream, URL: sample, Loop: true, Realtime: true, Transport: config.DefaultTransport,
-			Reconnect:    config.Reconnect{Initial: config.DefaultReconnectInitial, Max: config.DefaultReconnectMax},
-			StallTimeout: config.DefaultStallTimeout}}
-	}
-	for i, s := range streams {
-		so := stages.SourceOptions{
-			Name: s.Name, URL: s.URL, FPS: s.FPS, Loop: s.Loop, Realtime: s.Realtime, Transport: s.Transport,
-			ReconnectInitial: s.Reconnect.Initial, ReconnectMax: s.Reconnect.Max, StallTimeout: s.StallTimeout,
-		}.WithDefaults()
-		if err := so.Validate(); err != nil {
-			return nil, &InputError{Key: fmt.Sprintf("streams[%d]", i), Err: err}
-		}
-		p.streams = append(p.streams, so)
-		p.states.set(s.Name, "starting")
-		if _, err := p.queuePolicy(i); err != nil {
-			return nil, &InputError{Key: fmt.Sprintf("streams[%d].url", i), Err: err}
-		}
-	}
-	if err := p.newPushers(); err != nil {
 		return nil, err
 	}
-	return p, nil
+	return &Pipeline{plan: p, opts: opts}, nil
 }
 
-// InputError is a problem with what the user configured or supplied: a model, a labels file, a stream.
-type InputError struct {
-	// Key is the configuration key at fault.
-	Key string
-	Err error
-}
+// bundled finds the demo's model and video for the plan.
+type bundled struct{}
 
-// Error names the configuration key and the problem.
-func (e *InputError) Error() string { return e.Key + ": " + e.Err.Error() }
-
-// Unwrap returns the underlying error, so errors.Is sees model and source errors.
-func (e *InputError) Unwrap() error { return e.Err }
+func (bundled) Model() (string, error)  { return FindBundled(BundledModel) }
+func (bundled) Sample() (string, error) { return FindBundled(BundledSample) }
 
 // Model returns the loaded model.
-func (p *Pipeline) Model() *model.Model { return p.model }
+func (p *Pipeline) Model() *model.Model { return p.plan.Model }
 
 // Streams returns the sources the pipeline will run, defaults applied.
-func (p *Pipeline) Streams() []stages.SourceOptions { return p.streams }
-
-// Stats returns the pipeline's per-stream counters.
-func (p *Pipeline) Stats() []pipeline.StreamStats { return p.counters.Snapshot() }
-
-// PreprocessOptions resolves preprocessing for a model: each value from the config, else the model's metadata,
-// else the model's input shape; what is still unset gets stages' documented defaults (applied by
-// stages.NewPreprocessor). `sestream run` and `sestream infer --image` both use it.
-func PreprocessOptions(c config.Preprocess, m *model.Model) stages.PreprocessOptions {
-	o := stages.PreprocessOptions{Width: c.Width, Height: c.Height, Resize: c.Resize, Color: c.Color,
-		Scale: c.Scale, Mean: c.Mean, Std: c.Std, Pad: c.Pad}
-	meta := m.Meta
-	if o.Width == 0 {
-		o.Width = meta.Width
+func (p *Pipeline) Streams() []source.Options {
+	out := make([]source.Options, len(p.plan.Streams))
+	for i, s := range p.plan.Streams {
+		out[i] = s.Source
 	}
-	if o.Height == 0 {
-		o.Height = meta.Height
-	}
-	if shape := m.Input.Shape; len(shape) == 4 {
-		if o.Width == 0 && shape[3] > 0 {
-			o.Width = int(shape[3])
-		}
-		if o.Height == 0 && shape[2] > 0 {
-			o.Height = int(shape[2])
-		}
-		if o.Color == "" && meta.Color == "" && shape[1] == 1 {
-			o.Color = stages.ColorGray
-		}
-	}
-	if o.Resize == "" {
-		o.Resize = meta.Resize
-	}
-	if o.Color == "" {
-		o.Color = meta.Color
-	}
-	if o.Scale == 0 {
-		o.Scale = meta.Scale
-	}
-	if len(o.Mean) == 0 {
-		o.Mean = meta.Mean
-	}
-	if len(o.Std) == 0 {
-		o.Std = meta.Std
-	}
-	return o
+	return out
 }
 
-func readLabels(path string) ([]string, error) {
-	f, err := os.Open(path)
+// Stats returns the pipeline's per-stream counters (empty before Start).
+func (p *Pipeline) Stats() []pipeline.StreamStats {
+	if s := p.started(); s != nil {
+		return s.Counters().Snapshot()
+	}
+	return nil
+}
+
+// Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
+// source; it returns once frames are flowing. ctx bounds only the start itself. Start may be called once.
+// The goroutines it starts, and the order in which they stop, are documented in docs/architecture.md.
+func (p *Pipeline) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sup != nil {
+		return ErrStarted
+	}
+	o := supervisor.Options{Log: p.opts.Logger, Summary: p.opts.Summary, Version: p.opts.Version, OnEvent: p.opts.OnEvent,
+		NoNATS: p.opts.NoNATS, NATSConn: p.opts.NATSConn, BootID: p.opts.BootID, Metrics: p.opts.Metrics}
+	if on := p.opts.OnFrame; on != nil {
+		o.OnFrame = func(r *message.Result, a *message.Attention) { on(FrameOutput{Result: r, Attention: a}) }
+	}
+	s, err := supervisor.Start(ctx, p.plan, o)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer f.Close()
-	var labels []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); line != "" {
-			labels = append(labels, line)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading labels %s: %w", path, err)
-	}
-	if len(labels) == 0 {
-		return nil, fmt.Errorf("labels file %s has no labels", path)
-	}
-	return labels, nil
+	p.sup = s
+	return nil
 }
 
-// streamStates holds each stream's source state for status messages: starting, running, reconnecting,
-// ended or failed.
-type streamStates struct {
-	mu     sync.Mutex
-	states map[string]string
+func (p *Pipeline) started() *supervisor.Supervisor {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sup
 }
 
-func newStreamStates() *streamStates { return &streamStates{states: map[string]string{}} }
-
-func (s *streamStates) set(stream, state string) {
-	s.mu.Lock()
-	s.states[stream] = state
-	s.mu.Unlock()
-}
-
-func (s *streamStates) get(stream string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.states[stream]
-}
-
-// engineOptions maps the engine config onto one worker's engine options.
-func (p *Pipeline) engineOptions() engine.Options {
-	e := p.cfg.Engine
-	return engine.Options{
-		Backend: engine.Backend(e.Backend), Threads: e.Threads, MaxBatch: p.cfg.Batch.MaxSize,
-		Library: e.Library, OpenCVBackend: e.OpenCVBackend, OpenCVTarget: e.OpenCVTarget, Logger: p.log,
+// Run starts the pipeline and waits until every source has ended (files without loop) or ctx is cancelled;
+// on cancel it closes the pipeline, draining frames in flight for up to shutdown.drain_timeout. It returns nil
+// after a complete drain.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.Start(ctx); err != nil {
+		return err
 	}
+	s := p.started()
+	select {
+	case <-s.Done():
+	case <-ctx.Done():
+		s.BeginClose()
+	}
+	err := p.Wait()
+	for _, st := range s.Counters().Snapshot() {
+		p.opts.Logger.Info("stopped", "stream", st.Stream, "captured", st.Captured, "dropped", st.Dropped,
+			"failed", st.Failed, "processed", st.Processed, "published", st.Published)
+	}
+	return err
 }
 
-// natsOptions maps the nats config onto the publisher's options.
-func (p *Pipeline) natsOptions() stages.NATSOptions {
-	n := p.cfg.NATS
-	return stages.NATSOptions{
-		URLs:      n.URLs(),
-		Embedded:  stages.EmbeddedOptions{Listen: n.Embedded.Listen, JetStream: n.Embedded.JetStream, StoreDir: n.Embedded.StoreDir},
-		Prefix:    n.Prefix,
-		User:      n.User,
-		Password:  n.Password,
-		Token:     n.Token,
-		CredsFile: n.Creds, NKeySeedFile: n.NKey,
-		TLS: stages.TLSOptions{CAFile: n.TLS.CA, CertFile: n.TLS.Cert, KeyFile: n.TLS.Key},
-		JetStream: stages.JetStreamOptions{Enabled: n.JetStream.Enabled, Stream: n.JetStream.Stream, Create: n.JetStream.Create,
-			MaxPending: n.JetStream.MaxPending, AckTimeout: n.JetStream.AckTimeout},
-		BufferSize:        n.Buffer,
-		FailIfUnreachable: n.RequireConnect,
-		BootID:            p.opts.BootID,
-		Conn:              p.opts.NATSConn,
-		Logger:            p.log,
+// Wait blocks until the pipeline has drained: after Close, or once every source has ended. It returns nil
+// after a complete drain, an error wrapping ErrDrainDeadline when frames were still in flight at the deadline.
+func (p *Pipeline) Wait() error {
+	s := p.started()
+	if s == nil {
+		return ErrNotStarted
 	}
+	<-s.Done()
+	return s.Err()
 }
 
-// queuePolicy resolves a stream's queue policy: its own, else queue.policy, where auto means drop_oldest for
-// live sources and block for files and image folders.
-func (p *Pipeline) queuePolicy(i int) (pipeline.Policy, error) {
-	name := p.cfg.Queue.Policy
-	if i < len(p.cfg.Streams) && p.cfg.Streams[i].Policy != "" {
-		name = p.cfg.Streams[i].Policy
+// Close stops the sources and refuses further pushes, lets the frames in flight be processed and published,
+// and returns when that is done. The drain is bounded by shutdown.drain_timeout and by ctx: when either ends
+// first, what is still in flight is dropped (and counted). Close after Close returns the same result.
+func (p *Pipeline) Close(ctx context.Context) error {
+	s := p.started()
+	if s == nil {
+		return ErrNotStarted
 	}
-	if name == "auto" {
-		spec, err := stages.ParseSource(p.streams[i].URL)
-		if err != nil {
-			return 0, err
-		}
-		if spec.Kind.Live() {
-			return pipeline.DropOldest, nil
-		}
-		return pipeline.Block, nil
+	s.BeginClose()
+	select {
+	case <-s.Done():
+	case <-ctx.Done():
+		s.Abort()
+		<-s.Done()
 	}
-	return pipeline.ParsePolicy(name)
+	return s.Err()
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/stages/source"
 )
 
 // testModel is a small SE network from the engine's golden data: 64x64 RGB input, SE blocks with gates.
@@ -111,8 +112,8 @@ func testConfig(t *testing.T, natsURL string, streams ...config.Stream) *config.
 	cfg.Status.Interval = 200 * time.Millisecond
 	for _, s := range streams {
 		s.Transport = "tcp"
-		s.Reconnect = config.Reconnect{Initial: config.DefaultReconnectInitial, Max: config.DefaultReconnectMax}
-		s.StallTimeout = config.DefaultStallTimeout
+		s.Reconnect = config.Reconnect{Initial: source.DefaultReconnectInitial, Max: source.DefaultReconnectMax}
+		s.StallTimeout = source.DefaultStallTimeout
 		cfg.Streams = append(cfg.Streams, s)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sestream/sestream/stages/source"
 	"github.com/spf13/pflag"
 )
 
@@ -103,7 +104,7 @@ streams:
 	if got := cfg.Preprocess.Mean; len(got) != 3 || got[0] != 0.5 || got[1] != 0.25 || got[2] != 0.125 {
 		t.Errorf("preprocess.mean from env = %v, want [0.5 0.25 0.125]", got)
 	}
-	if len(cfg.Streams) != 1 || cfg.Streams[0].Transport != "tcp" || cfg.Streams[0].Reconnect.Max != DefaultReconnectMax {
+	if len(cfg.Streams) != 1 || cfg.Streams[0].Transport != "tcp" || cfg.Streams[0].Reconnect.Max != source.DefaultReconnectMax {
 		t.Errorf("stream defaults not applied: %+v", cfg.Streams)
 	}
 }

@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/se"
+	"github.com/sestream/sestream/stages/natspub"
+	"github.com/sestream/sestream/stages/source"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -16,16 +20,12 @@ import (
 // EnvPrefix is the prefix of environment variables: SESTREAM_BATCH_MAX_SIZE sets batch.max_size.
 const EnvPrefix = "SESTREAM"
 
-// Per-stream defaults, applied to every entry of streams that leaves the field empty.
-const (
-	DefaultTransport        = "tcp"
-	DefaultReconnectInitial = 500 * time.Millisecond
-	DefaultReconnectMax     = 30 * time.Second
-	DefaultStallTimeout     = 10 * time.Second
-)
-
 // defaults lists every scalar key with its default. Env variables and flags can only set keys listed here.
+//
+// Defaults of settings that configure another package's type come from that package: stream settings from
+// stages/source, NATS settings from stages/natspub and message, drift from se.
 func defaults() map[string]any {
+	drift := se.DefaultDriftConfig()
 	return map[string]any{
 		"queue.size":                 16,
 		"queue.policy":               "auto",
@@ -51,15 +51,15 @@ func defaults() map[string]any {
 		"attention.top_k":            5,
 		"attention.include_vectors":  false,
 		"attention.drift.enabled":    true,
-		"attention.drift.alpha":      0.05,
-		"attention.drift.threshold":  0.1,
-		"attention.drift.hysteresis": 0.03,
-		"attention.drift.warmup":     30,
+		"attention.drift.alpha":      drift.Alpha,
+		"attention.drift.threshold":  drift.Threshold,
+		"attention.drift.hysteresis": drift.Hysteresis,
+		"attention.drift.warmup":     drift.Warmup,
 		"nats.url":                   "",
-		"nats.embedded.listen":       "127.0.0.1:4222",
+		"nats.embedded.listen":       natspub.DefaultEmbeddedListen,
 		"nats.embedded.jetstream":    false,
 		"nats.embedded.store_dir":    "",
-		"nats.prefix":                "sestream",
+		"nats.prefix":                message.DefaultPrefix,
 		"nats.user":                  "",
 		"nats.password":              "",
 		"nats.token":                 "",
@@ -69,11 +69,11 @@ func defaults() map[string]any {
 		"nats.tls.cert":              "",
 		"nats.tls.key":               "",
 		"nats.jetstream.enabled":     false,
-		"nats.jetstream.stream":      "SESTREAM",
+		"nats.jetstream.stream":      natspub.DefaultStreamName,
 		"nats.jetstream.create":      true,
-		"nats.jetstream.max_pending": 256,
-		"nats.jetstream.ack_timeout": 5 * time.Second,
-		"nats.buffer":                4096,
+		"nats.jetstream.max_pending": natspub.DefaultMaxPending,
+		"nats.jetstream.ack_timeout": natspub.DefaultAckTimeout,
+		"nats.buffer":                natspub.DefaultBufferSize,
 		"nats.require_connect":       false,
 		"http.listen":                "127.0.0.1:9090",
 		"log.level":                  "info",
@@ -210,20 +210,29 @@ func flagValue(f *pflag.Flag) any {
 	return f.Value.String()
 }
 
+// AddStream appends a stream with every field but its name and URL at its default, as a streams entry that
+// gives only name and url would have. Call Validate afterwards.
+func (c *Config) AddStream(name, url string) {
+	c.Streams = append(c.Streams, Stream{Name: name, URL: url})
+	c.applyStreamDefaults()
+}
+
+// applyStreamDefaults gives every stream the source defaults (owned by stages/source) for the fields it
+// leaves empty.
 func (c *Config) applyStreamDefaults() {
 	for i := range c.Streams {
 		s := &c.Streams[i]
 		if s.Transport == "" {
-			s.Transport = DefaultTransport
+			s.Transport = source.DefaultTransport
 		}
 		if s.Reconnect.Initial == 0 {
-			s.Reconnect.Initial = DefaultReconnectInitial
+			s.Reconnect.Initial = source.DefaultReconnectInitial
 		}
 		if s.Reconnect.Max == 0 {
-			s.Reconnect.Max = DefaultReconnectMax
+			s.Reconnect.Max = max(source.DefaultReconnectMax, s.Reconnect.Initial)
 		}
 		if s.StallTimeout == 0 {
-			s.StallTimeout = DefaultStallTimeout
+			s.StallTimeout = source.DefaultStallTimeout
 		}
 	}
 }

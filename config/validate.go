@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/se"
 )
 
 // FieldError is one invalid configuration value.
@@ -204,15 +204,11 @@ func (c *Config) Validate() error {
 	}
 
 	v.positive("attention.top_k", c.Attention.TopK)
+	// The drift ranges are se's: config reports se's verdict under the key of the field.
 	d := c.Attention.Drift
-	if v.finite("attention.drift.alpha", d.Alpha) && (d.Alpha <= 0 || d.Alpha > 1) {
-		v.add("attention.drift.alpha", "must be within (0, 1], got %v", d.Alpha)
-	}
-	if v.finite("attention.drift.threshold", d.Threshold) && (d.Threshold <= 0 || d.Threshold > 2) {
-		v.add("attention.drift.threshold", "must be within (0, 2] (drift is 1 - cosine), got %v", d.Threshold)
-	}
-	if v.finite("attention.drift.hysteresis", d.Hysteresis) && (d.Hysteresis < 0 || d.Hysteresis >= d.Threshold) {
-		v.add("attention.drift.hysteresis", "must be within [0, threshold), got %v", d.Hysteresis)
+	dc := se.DriftConfig{Alpha: d.Alpha, Threshold: d.Threshold, Hysteresis: d.Hysteresis, Warmup: max(d.Warmup, 1), TopChanges: c.Attention.TopK}
+	for field, err := range dc.FieldErrors() {
+		v.add("attention.drift."+field, "%v", err)
 	}
 	if d.Warmup < 0 {
 		v.add("attention.drift.warmup", "must be 0 or positive, got %d", d.Warmup)
@@ -223,10 +219,11 @@ func (c *Config) Validate() error {
 		v.add("nats.prefix", "%v", err)
 	}
 	for _, u := range n.URLs() {
-		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") && !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") && strings.Contains(u, "://") {
-			v.add("nats.url", "%q is not a NATS URL (want nats://host:port, tls://, ws:// or wss://)", redactURL(u))
+		if err := message.ValidateServerURL(u); err != nil {
+			v.add("nats.url", "%v", err)
 		}
 	}
+
 	if n.URL == "" {
 		v.hostPort("nats.embedded.listen", n.Embedded.Listen)
 	}
@@ -271,20 +268,4 @@ func (n NATS) URLs() []string {
 		}
 	}
 	return out
-}
-
-// redactURL hides the password (or token) of a URL's userinfo, so that error messages can quote the URL.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
-			return raw[:i+3] + "xxxxx" + raw[j:]
-		}
-		return raw
-	}
-	if _, hasPassword := u.User.Password(); hasPassword {
-		return u.Redacted()
-	}
-	u.User = url.User("xxxxx") // a lone user part may be a token
-	return u.String()
 }

@@ -190,13 +190,9 @@ func newShape(m *model.Model, opts Options) (shape, error) {
 		return sh, fmt.Errorf("engine: model %s: input %q has a fixed batch size of %d, max batch %d needs a dynamic batch dimension",
 			sh.model, in.Name, b, opts.MaxBatch)
 	}
-	c, h, w := in.Shape[1], in.Shape[2], in.Shape[3]
-	if h <= 0 && m.Meta.Height > 0 {
-		h = int64(m.Meta.Height)
-	}
-	if w <= 0 && m.Meta.Width > 0 {
-		w = int64(m.Meta.Width)
-	}
+	c := in.Shape[1]
+	hi, wi := m.InputSize()
+	h, w := int64(hi), int64(wi)
 	if c <= 0 || h <= 0 || w <= 0 {
 		return sh, fmt.Errorf("engine: model %s: input %q has shape %v: channels, height and width must be fixed (or height and width set in the model's metadata)",
 			sh.model, in.Name, in.Shape)

@@ -222,6 +222,14 @@ type EventDetails struct {
 	OutageMillis float64 `json:"outage_ms,omitempty"`
 	// Error is the error text (lost, error). It never contains credentials.
 	Error string `json:"error,omitempty"`
+	// URL is the source URL with any password removed (source events).
+	URL string `json:"url,omitempty"`
+	// Frames is the number of frames the stream had delivered when the event happened (source events).
+	Frames uint64 `json:"frames,omitempty"`
+	// RetryInMillis is, for an error of a live source, the delay before the next attempt.
+	RetryInMillis float64 `json:"retry_in_ms,omitempty"`
+	// Skipped counts, for image folders, the files skipped so far (not images, or not decodable).
+	Skipped int `json:"skipped,omitempty"`
 	// Block is the SE block whose drift crossed the threshold (drift_on, drift_off).
 	Block string `json:"block,omitempty"`
 	// Frame is the sequence number of the frame that triggered the event.

@@ -2,8 +2,6 @@ package message
 
 import (
 	"time"
-
-	"github.com/sestream/sestream/se"
 )
 
 // Sample messages shared by the tests: one of each kind, with every optional field set.
@@ -35,7 +33,7 @@ func sampleAttention(blocks int) *Attention {
 			Name: "features." + string(rune('a'+i%26)) + ".se.gate", Order: i, Channels: 16 << (i % 4),
 			Stats: Stats{
 				Mean: 0.48, Std: 0.21, Min: 0.03, Max: 0.97, Entropy: float64(i+1) / float64(blocks+1),
-				EffectiveChannels: 12.7, Top: []se.TopGate{{Channel: 3, Value: 0.97}, {Channel: 11, Value: 0.94}, {Channel: 0, Value: 0.9}, {Channel: 7, Value: 0.88}, {Channel: 5, Value: 0.85}},
+				EffectiveChannels: 12.7, Top: []TopGate{{Channel: 3, Value: 0.97}, {Channel: 11, Value: 0.94}, {Channel: 0, Value: 0.9}, {Channel: 7, Value: 0.88}, {Channel: 5, Value: 0.85}},
 				Saturated: 0.125, Suppressed: 0.0625,
 			},
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sestream/sestream/pipeline"
+	"github.com/sestream/sestream/stages/source"
 )
 
 // Namespace is the prefix of every metric name.
@@ -18,9 +19,6 @@ const Namespace = "sestream"
 
 // DropReasonQueue is the reason label of frames a stream's queue dropped under its drop policy.
 const DropReasonQueue = "queue_full"
-
-// SourceStates are the values of the state label of sestream_source_state, one series each per stream.
-var SourceStates = []string{"starting", "running", "reconnecting", "ended", "failed"}
 
 // DefaultProducingWindow is how recently a stream must have captured a frame to count as producing.
 const DefaultProducingWindow = 10 * time.Second
@@ -105,8 +103,8 @@ type Metrics struct {
 type streamHandles struct {
 	latency   prometheus.Observer
 	reconnect prometheus.Counter
-	state     []prometheus.Gauge // indexed like SourceStates
-	current   atomic.Int32       // index in SourceStates + 1; 0 when unknown
+	state     []prometheus.Gauge // indexed like source.States
+	current   atomic.Int32       // index in source.States + 1; 0 when unknown
 }
 
 type blockHandles struct {
@@ -218,11 +216,12 @@ func (m *Metrics) SetAttention(stream, block string, meanGate, entropy float64, 
 	}
 }
 
-// SetSourceState sets a stream's source state, one of SourceStates; any other value sets none of them to 1.
-func (m *Metrics) SetSourceState(stream, state string) {
+// SetSourceState sets a stream's source state, one of source.States (the values of the state label of
+// sestream_source_state, one series each per stream); any other value sets none of them to 1.
+func (m *Metrics) SetSourceState(stream string, state source.State) {
 	h := m.stream(stream)
 	current := int32(0)
-	for i, s := range SourceStates {
+	for i, s := range source.States {
 		if s == state {
 			h.state[i].Set(1)
 			current = int32(i + 1)
@@ -249,8 +248,8 @@ func (m *Metrics) stream(name string) *streamHandles {
 		return h
 	}
 	h = &streamHandles{latency: m.latency.WithLabelValues(name), reconnect: m.reconnects.WithLabelValues(name)}
-	for _, s := range SourceStates {
-		h.state = append(h.state, m.state.WithLabelValues(name, s))
+	for _, s := range source.States {
+		h.state = append(h.state, m.state.WithLabelValues(name, string(s)))
 	}
 	m.streams[name] = h
 	return h

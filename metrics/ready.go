@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sestream/sestream/stages/source"
 )
 
 // Readiness is the answer of /readyz.
@@ -85,7 +87,7 @@ func (m *Metrics) sourceState(stream string) string {
 		return ""
 	}
 	if i := h.current.Load(); i > 0 {
-		return SourceStates[i-1]
+		return string(source.States[i-1])
 	}
 	return ""
 }

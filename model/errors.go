@@ -23,8 +23,18 @@ var (
 	// ErrOutput: the model has no output.
 	ErrOutput = errors.New("no output")
 	// ErrExternalData: a tensor's external data file is missing, unreadable, outside the model's
-	// directory or too short.
+	// directory or shorter than its offset and length say, its external_data keys are malformed,
+	// or the tensor also has raw_data.
 	ErrExternalData = errors.New("external data unavailable")
+	// ErrTensorData: a tensor stored in the model (an initializer, a Constant's value or another
+	// tensor attribute, at any graph depth) has data that does not match its data type and dims:
+	// a raw_data (or external data) byte count other than product(dims) x element size, a typed
+	// field (float_data, int32_data, int64_data, double_data, uint64_data) with a value count
+	// other than product(dims) (x 2 for complex types), data in a field its type does not use or
+	// in two fields, a negative dimension, a dimension above 2^31-1, a size that overflows 63
+	// bits, an unknown or unsupported data type (UNDEFINED, STRING, types after BFLOAT16), a
+	// segment, an unknown data_location, or a sparse tensor.
+	ErrTensorData = errors.New("tensor data does not match its type and shape")
 	// ErrMetadata: a metadata_props value is malformed or disagrees with the graph.
 	ErrMetadata = errors.New("malformed metadata")
 	// ErrGraph: the graph's nodes are malformed (duplicate producers, cycles).
@@ -39,6 +49,7 @@ var (
 // Its message names the file and the problem:
 //
 //	model models/x.onnx: input "images" has rank 3, want 4 (N,C,H,W)
+//	model m.onnx: initializer "conv1.weight": float32 [16 3 3 3] needs 1728 bytes, raw_data has 1000
 type Error struct {
 	// Path is the model's file path (or the name given to Parse).
 	Path string

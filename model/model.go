@@ -3,9 +3,7 @@ package model
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,9 +77,16 @@ func Load(path string) (*Model, error) {
 // path: it names the model in errors and locates external data files (relative to its directory).
 //
 // Parse checks, before any C or C++ code may see the model: that data is an ONNX model with a
-// graph; that the graph has exactly one non-initializer input, of element type float and rank 4;
-// that it has outputs; that external data files exist; and that the metadata is well formed.
-// External data is read into the model so that the rewritten bytes are self-contained.
+// graph; that every tensor the model stores (initializers and tensor attributes such as Constant
+// values, in the graph, its subgraphs, local functions and training_info) has a known fixed-size
+// data type, dims from 0 to 2^31-1, and exactly product(dims) elements of data: product(dims) x
+// element size bytes of raw_data (little-endian) or product(dims) values of the one typed field
+// its type uses (two per element for complex types); that there are no sparse tensors; that the
+// graph has exactly one non-initializer input, of element type float and rank 4; that it has
+// outputs; that external data files exist inside the model's directory; and that the metadata is
+// well formed. External data is read into the model (and then checked like raw_data) so that the
+// rewritten bytes are self-contained. A tensor whose data disagrees with its type and dims is an
+// *Error of Kind ErrTensorData.
 func Parse(name string, data []byte) (*Model, error) {
 	if len(data) == 0 {
 		return nil, newError(name, ErrEmpty, nil, "file is empty")
@@ -97,7 +102,8 @@ func Parse(name string, data []byte) (*Model, error) {
 	if g == nil {
 		return nil, newError(name, ErrNoGraph, nil, "has no graph")
 	}
-	if err := inlineExternalData(name, g); err != nil {
+	nameNodes(g)
+	if err := readTensors(name, mp); err != nil {
 		return nil, err
 	}
 	m := &Model{
@@ -128,7 +134,6 @@ func Parse(name string, data []byte) (*Model, error) {
 	if len(m.Outputs) == 0 {
 		return nil, newError(name, ErrOutput, nil, "graph has no output")
 	}
-	nameNodes(g)
 	blocks, err := se.Discover(m.graph())
 	if err != nil {
 		return nil, newError(name, ErrGraph, err, "cannot search for SE blocks")
@@ -367,75 +372,4 @@ func le32(b []byte) uint32 {
 
 func le64(b []byte) uint64 {
 	return uint64(le32(b)) | uint64(le32(b[4:]))<<32
-}
-
-// inlineExternalData reads every tensor stored in an external file into the tensor itself.
-func inlineExternalData(path string, g *onnx.GraphProto) error {
-	dir := filepath.Dir(path)
-	var tensors []*onnx.TensorProto
-	tensors = append(tensors, g.Initializer...)
-	for _, n := range g.Node {
-		for _, a := range n.GetAttribute() {
-			if a.GetT() != nil {
-				tensors = append(tensors, a.T)
-			}
-		}
-	}
-	for _, t := range tensors {
-		if t == nil || t.DataLocation != onnx.TensorProto_EXTERNAL {
-			continue
-		}
-		if err := readExternal(path, dir, t); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func readExternal(path, dir string, t *onnx.TensorProto) error {
-	var location string
-	var offset, length int64 = 0, -1
-	for _, e := range t.ExternalData {
-		if e == nil {
-			continue
-		}
-		var err error
-		switch e.Key {
-		case "location":
-			location = e.Value
-		case "offset":
-			_, err = fmt.Sscan(e.Value, &offset)
-		case "length":
-			_, err = fmt.Sscan(e.Value, &length)
-		}
-		if err != nil || offset < 0 {
-			return newError(path, ErrExternalData, err, "tensor %q has a bad external_data %s %q", t.Name, e.Key, e.Value)
-		}
-	}
-	if location == "" {
-		return newError(path, ErrExternalData, nil, "tensor %q is stored externally but names no location", t.Name)
-	}
-	if filepath.IsAbs(location) || !filepath.IsLocal(location) {
-		return newError(path, ErrExternalData, nil, "tensor %q has external data at %q, outside the model's directory", t.Name, location)
-	}
-	file := filepath.Join(dir, location)
-	data, err := os.ReadFile(file)
-	if err != nil {
-		detail := "tensor %q has external data in %q, which cannot be read"
-		if errors.Is(err, fs.ErrNotExist) {
-			detail = "tensor %q has external data in %q, which is missing next to the model"
-		}
-		return newError(path, ErrExternalData, err, detail, t.Name, location)
-	}
-	if offset > int64(len(data)) || (length >= 0 && offset+length > int64(len(data))) {
-		return newError(path, ErrExternalData, nil, "tensor %q wants bytes %d..%d of %q, which has %d", t.Name, offset, offset+length, location, len(data))
-	}
-	end := int64(len(data))
-	if length >= 0 {
-		end = offset + length
-	}
-	t.RawData = data[offset:end]
-	t.ExternalData = nil
-	t.DataLocation = onnx.TensorProto_DEFAULT
-	return nil
 }

@@ -123,7 +123,7 @@ func TestLoadTinySE(t *testing.T) {
 }
 
 // badModels are inputs that Load must reject, each with its sentinel and a message fragment.
-// The same cases seed FuzzParse.
+// The same cases (and badTensors) seed FuzzParse.
 func badModels(t testing.TB, dir string) []struct {
 	name, path string
 	kind       error
@@ -294,7 +294,7 @@ func TestExternalData(t *testing.T) {
 
 	w.ExternalData[2].Value = fmt.Sprint(n + 1)
 	_, err = Load(writeModel(t, dir, "short.onnx", mp))
-	if !errors.Is(err, ErrExternalData) || !strings.Contains(err.Error(), "wants bytes") {
+	if want := fmt.Sprintf(`wants %d bytes at offset %d of "weights.bin", which has %d`, n+1, len(prefix), len(prefix)+n); !errors.Is(err, ErrExternalData) || !strings.Contains(err.Error(), want) {
 		t.Errorf("short external file: error %v", err)
 	}
 }
@@ -611,6 +611,9 @@ func TestParseWithoutName(t *testing.T) {
 	}
 }
 
+// FuzzParse: any bytes give a model or an *Error, never a panic; a model Parse accepts stores
+// every tensor inline with exactly the bytes (or typed values) its data type and dims declare,
+// and so does its ForOpenCV rewrite. Seeded from badModels, badTensors and the valid fixtures.
 func FuzzParse(f *testing.F) {
 	dir := f.TempDir()
 	for _, tt := range badModels(f, dir) {
@@ -618,7 +621,11 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
-	for _, mp := range []*onnx.ModelProto{tinyProto(f), withIdentity(f)} {
+	seeds := []*onnx.ModelProto{tinyProto(f), withIdentity(f), tensorEncodings(f)}
+	for _, tt := range badTensors(f, dir) {
+		seeds = append(seeds, tt.mp)
+	}
+	for _, mp := range seeds {
 		data, err := proto.Marshal(mp)
 		if err != nil {
 			f.Fatal(err)
@@ -634,6 +641,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
+		checkStoredTensors(t, m.proto)
 		var gates []string
 		for _, b := range m.Blocks {
 			gates = append(gates, b.GateTensor)
@@ -646,9 +654,11 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("ForOpenCV on a parsed model: %v", err)
 		}
-		if _, err := Parse("rewritten.onnx", data); err != nil {
+		cv, err := Parse("rewritten.onnx", data)
+		if err != nil {
 			t.Fatalf("ForOpenCV output does not parse: %v", err)
 		}
+		checkStoredTensors(t, cv.proto)
 	})
 }
 

@@ -1,7 +1,6 @@
 package se
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -35,22 +34,39 @@ func DefaultDriftConfig() DriftConfig {
 // Validate reports every out-of-range field, each named, joined into one error.
 func (c DriftConfig) Validate() error {
 	var errs []error
-	if !(c.Alpha > 0 && c.Alpha <= 1) {
-		errs = append(errs, fmt.Errorf("drift Alpha is %v, want in (0, 1]", c.Alpha))
-	}
-	if !(c.Threshold > 0 && c.Threshold <= 1) {
-		errs = append(errs, fmt.Errorf("drift Threshold is %v, want in (0, 1]", c.Threshold))
-	}
-	if !(c.Hysteresis >= 0 && c.Hysteresis < c.Threshold) {
-		errs = append(errs, fmt.Errorf("drift Hysteresis is %v, want in [0, Threshold) = [0, %v)", c.Hysteresis, c.Threshold))
-	}
-	if c.Warmup < 1 {
-		errs = append(errs, fmt.Errorf("drift Warmup is %d, want >= 1 frame", c.Warmup))
-	}
-	if c.TopChanges < 0 {
-		errs = append(errs, fmt.Errorf("drift TopChanges is %d, want >= 0", c.TopChanges))
+	fields := c.FieldErrors()
+	for _, name := range driftFields {
+		if err := fields[name]; err != nil {
+			errs = append(errs, fmt.Errorf("drift %w", err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// driftFields are the DriftConfig fields in their documented order, by their configuration names.
+var driftFields = [...]string{"alpha", "threshold", "hysteresis", "warmup", "top_changes"}
+
+// FieldErrors returns the out-of-range fields, keyed by their configuration names (alpha, threshold,
+// hysteresis, warmup, top_changes). This is the one place the ranges are defined; config reports these under
+// its own keys.
+func (c DriftConfig) FieldErrors() map[string]error {
+	errs := map[string]error{}
+	if !(c.Alpha > 0 && c.Alpha <= 1) {
+		errs["alpha"] = fmt.Errorf("Alpha is %v, want in (0, 1]", c.Alpha)
+	}
+	if !(c.Threshold > 0 && c.Threshold <= 1) {
+		errs["threshold"] = fmt.Errorf("Threshold is %v, want in (0, 1] (drift is 1 - cosine of two non-negative vectors)", c.Threshold)
+	}
+	if !(c.Hysteresis >= 0 && c.Hysteresis < c.Threshold) {
+		errs["hysteresis"] = fmt.Errorf("Hysteresis is %v, want in [0, Threshold) = [0, %v)", c.Hysteresis, c.Threshold)
+	}
+	if c.Warmup < 1 {
+		errs["warmup"] = fmt.Errorf("Warmup is %d, want >= 1 frame", c.Warmup)
+	}
+	if c.TopChanges < 0 {
+		errs["top_changes"] = fmt.Errorf("TopChanges is %d, want >= 0", c.TopChanges)
+	}
+	return errs
 }
 
 // onSlowdown divides Alpha while drift is on; see Drift.
@@ -110,18 +126,18 @@ type DriftSample struct {
 // DriftEvent is a change of drift state.
 type DriftEvent struct {
 	// Frame is the frame on which the state changed.
-	Frame uint64 `json:"frame"`
+	Frame uint64
 	// Drift is that frame's drift.
-	Drift float64 `json:"drift"`
+	Drift float64
 	// On is true for a rise (drift went above Threshold) and false for a fall (below
 	// Threshold - Hysteresis).
-	On bool `json:"on"`
+	On bool
 	// Threshold is the level that was crossed: Threshold for a rise, Threshold - Hysteresis
 	// for a fall.
-	Threshold float64 `json:"threshold"`
+	Threshold float64
 	// Changes lists the TopChanges channels whose gate is furthest from the baseline,
 	// furthest first (equal distances by lower channel).
-	Changes []ChannelChange `json:"changes"`
+	Changes []ChannelChange
 }
 
 // Kind returns the event kind as published on NATS: "drift_on" or "drift_off".
@@ -133,40 +149,9 @@ func (e *DriftEvent) Kind() string {
 }
 
 // ChannelChange is one channel's gate in the baseline (Before) and in the frame (After).
-// In JSON it is the array [channel, before, after].
 type ChannelChange struct {
 	Channel       int
 	Before, After float32
-}
-
-// MarshalJSON encodes c as [channel, before, after] with float32 precision.
-func (c ChannelChange) MarshalJSON() ([]byte, error) {
-	return json.Marshal([3]any{c.Channel, c.Before, c.After})
-}
-
-// UnmarshalJSON decodes [channel, before, after] where channel is a non-negative integer.
-func (c *ChannelChange) UnmarshalJSON(data []byte) error {
-	var triple []json.Number
-	if err := json.Unmarshal(data, &triple); err != nil {
-		return fmt.Errorf("channel change %s: want [channel, before, after]: %w", data, err)
-	}
-	if len(triple) != 3 {
-		return fmt.Errorf("channel change %s: has %d elements, want [channel, before, after]", data, len(triple))
-	}
-	ch, err := triple[0].Int64()
-	if err != nil || ch < 0 || ch > math.MaxInt32 {
-		return fmt.Errorf("channel change %s: channel %s is not a non-negative integer", data, triple[0])
-	}
-	before, err := triple[1].Float64()
-	if err != nil {
-		return fmt.Errorf("channel change %s: before: %w", data, err)
-	}
-	after, err := triple[2].Float64()
-	if err != nil {
-		return fmt.Errorf("channel change %s: after: %w", data, err)
-	}
-	c.Channel, c.Before, c.After = int(ch), float32(before), float32(after)
-	return nil
 }
 
 // Config returns the configuration the Drift was made with.

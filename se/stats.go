@@ -1,7 +1,6 @@
 package se
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -21,60 +20,33 @@ const (
 )
 
 // TopGate is one of the largest gates of a vector: its channel index and its value.
-// In JSON it is the two-element array [channel, value].
 type TopGate struct {
 	Channel int
 	Value   float32
-}
-
-// MarshalJSON encodes g as [channel, value]; the value keeps float32 precision.
-func (g TopGate) MarshalJSON() ([]byte, error) {
-	return json.Marshal([2]any{g.Channel, g.Value})
-}
-
-// UnmarshalJSON decodes [channel, value] where channel is a non-negative integer.
-func (g *TopGate) UnmarshalJSON(data []byte) error {
-	var pair []json.Number
-	if err := json.Unmarshal(data, &pair); err != nil {
-		return fmt.Errorf("top gate %s: want [channel, value]: %w", data, err)
-	}
-	if len(pair) != 2 {
-		return fmt.Errorf("top gate %s: has %d elements, want [channel, value]", data, len(pair))
-	}
-	ch, err := pair[0].Int64()
-	if err != nil || ch < 0 || ch > math.MaxInt32 {
-		return fmt.Errorf("top gate %s: channel %s is not a non-negative integer", data, pair[0])
-	}
-	v, err := pair[1].Float64()
-	if err != nil {
-		return fmt.Errorf("top gate %s: value: %w", data, err)
-	}
-	g.Channel, g.Value = int(ch), float32(v)
-	return nil
 }
 
 // Stats summarizes one gate vector s of C values (one SE block, one frame). Every field is
 // finite: ComputeStats refuses vectors that would make any of them NaN or Inf.
 type Stats struct {
 	// Mean, Std (population standard deviation), Min and Max of the gates.
-	Mean float64 `json:"mean"`
-	Std  float64 `json:"std"`
-	Min  float64 `json:"min"`
-	Max  float64 `json:"max"`
+	Mean float64
+	Std  float64
+	Min  float64
+	Max  float64
 	// Entropy is H(p)/ln C with p = s/sum(s) and H the Shannon entropy in nats: 1 when attention
 	// is spread evenly over all channels, near 0 when one channel holds it all. In [0, 1].
 	// For C = 1 it is 1: a single channel is the (trivially even) uniform distribution.
-	Entropy float64 `json:"entropy"`
+	Entropy float64
 	// EffectiveChannels is exp(H(p)), the number of equally weighted channels with the same
 	// entropy. In [1, C].
-	EffectiveChannels float64 `json:"effective_channels"`
+	EffectiveChannels float64
 	// Top holds the k largest gates, largest first; equal values are ordered by lower channel.
-	Top []TopGate `json:"top"`
+	Top []TopGate
 	// Saturated is the fraction of gates > SaturatedAbove (0.9); Suppressed the fraction
 	// < SuppressedBelow (0.1). Both in [0, 1]; the comparison is done in float64, so a gate of
 	// float32(0.9) = 0.899999976 is not saturated.
-	Saturated  float64 `json:"saturated"`
-	Suppressed float64 `json:"suppressed"`
+	Saturated  float64
+	Suppressed float64
 }
 
 // ComputeStats computes the statistics of the gate vector s into dst, with the k largest gates

@@ -2,7 +2,6 @@ package se
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -288,9 +287,6 @@ func checkInvariants(t *testing.T, name string, s []float32, k int, st Stats) {
 			}
 		}
 	}
-	if _, err := json.Marshal(st); err != nil {
-		t.Fatalf("%s: marshal: %v", name, err)
-	}
 }
 
 func containsChannel(top []TopGate, ch int) bool {
@@ -330,38 +326,6 @@ func TestComputeStatsReusesTop(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(20, func() { _ = ComputeStats(small, 5, &dst) }); allocs != 0 {
 		t.Errorf("ComputeStats with k > C allocates %v times per call, want 0", allocs)
-	}
-}
-
-func TestStatsJSON(t *testing.T) {
-	st := Stats{Mean: 0.5, Std: 0.25, Min: 0.125, Max: 0.875, Entropy: 0.9, EffectiveChannels: 3.5,
-		Top: []TopGate{{7, 0.875}, {2, 0.1}}, Saturated: 0.25, Suppressed: 0}
-	b, err := json.Marshal(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"mean":0.5,"std":0.25,"min":0.125,"max":0.875,"entropy":0.9,"effective_channels":3.5,` +
-		`"top":[[7,0.875],[2,0.1]],"saturated":0.25,"suppressed":0}`
-	if string(b) != want {
-		t.Errorf("JSON = %s\nwant   %s", b, want)
-	}
-	var back Stats
-	if err := json.Unmarshal(b, &back); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(back) != fmt.Sprint(st) {
-		t.Errorf("round trip = %+v, want %+v", back, st)
-	}
-	empty, _ := json.Marshal(Stats{Top: []TopGate{}})
-	if !strings.Contains(string(empty), `"top":[]`) {
-		t.Errorf("empty top encodes as %s, want []", empty)
-	}
-
-	for _, bad := range []string{`[1]`, `[1,2,3]`, `{"channel":1}`, `[-1,0.5]`, `[1.5,0.5]`, `["a",0.5]`, `[1,"x"]`} {
-		var g TopGate
-		if err := json.Unmarshal([]byte(bad), &g); err == nil {
-			t.Errorf("TopGate from %s: err = nil, want an error", bad)
-		}
 	}
 }
 
@@ -421,15 +385,14 @@ func ExampleComputeStats() {
 	fmt.Printf("mean %.3f std %.3f entropy %.3f effective %.2f of %d\n",
 		st.Mean, st.Std, st.Entropy, st.EffectiveChannels, len(gates))
 	fmt.Printf("saturated %.2f suppressed %.2f\n", st.Saturated, st.Suppressed)
-	top, _ := json.Marshal(st.Top)
-	fmt.Println("top", string(top))
+	fmt.Println("top", st.Top)
 
 	err := ComputeStats([]float32{0.5, float32(math.NaN())}, 2, &st)
 	fmt.Println(errors.Is(err, ErrInvalidGates), err)
 	// Output:
 	// mean 0.500 std 0.318 entropy 0.822 effective 3.12 of 4
 	// saturated 0.25 suppressed 0.25
-	// top [[0,0.95],[1,0.5]]
+	// top [{0 0.95} {1 0.5}]
 	// true invalid gate vector: gate 1 of 2 is NaN
 }
 

@@ -9,22 +9,30 @@ import (
 	"math"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/spf13/cobra"
 	"gocv.io/x/gocv"
 
-	"github.com/sestream/sestream"
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/internal/plan"
+	"github.com/sestream/sestream/internal/sink"
+	"github.com/sestream/sestream/message"
 	"github.com/sestream/sestream/model"
 	"github.com/sestream/sestream/npy"
-	"github.com/sestream/sestream/stages"
+	"github.com/sestream/sestream/pipeline"
+	"github.com/sestream/sestream/stages/capture"
+	"github.com/sestream/sestream/stages/infer"
 )
 
-// inferJSON is the --json output of `sestream infer`: one row per batch item for every output and SE block.
+// inferJSON is the --json output of `sestream infer`: one row per batch item for every output and SE block;
+// with --image also the result and attention messages the pipeline would publish for each image.
 type inferJSON struct {
-	Outputs map[string][][]float32 `json:"outputs"`
-	Gates   map[string][][]float32 `json:"gates"`
+	Outputs   map[string][][]float32 `json:"outputs"`
+	Gates     map[string][][]float32 `json:"gates"`
+	Results   []*message.Result      `json:"results,omitempty"`
+	Attention []*message.Attention   `json:"attention,omitempty"`
 }
 
 func newInferCmd() *cobra.Command {
@@ -58,18 +66,17 @@ what the metadata leaves out.
 			if err != nil {
 				return err
 			}
-			var x []float32
-			var n int
-			if tensorPath != "" {
-				x, n, err = readTensor(tensorPath, m)
-			} else {
-				x, n, err = readImages(images, m)
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			eo := engine.Options{Backend: b, Threads: threads, Library: library, Logger: log}
+			if len(images) > 0 {
+				return inferImages(cmd, m, eo, images, asJSON)
 			}
+			x, n, err := readTensor(tensorPath, m)
 			if err != nil {
 				return badInput(err)
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			e, err := openEngine(m, engine.Options{Backend: b, Threads: threads, MaxBatch: n, Library: library, Logger: log})
+			eo.MaxBatch = n
+			e, err := openEngine(m, eo)
 			if err != nil {
 				return err
 			}
@@ -132,35 +139,82 @@ func readTensor(path string, m *model.Model) ([]float32, int, error) {
 	return a.Data, shape[0], nil
 }
 
-// readImages preprocesses each image into one batch tensor.
-func readImages(paths []string, m *model.Model) ([]float32, int, error) {
-	p, err := stages.NewPreprocessor(sestream.PreprocessOptions(config.Default().Preprocess, m))
-	if err != nil {
-		return nil, 0, fmt.Errorf("model %s: preprocessing: %w", m.Path, err)
-	}
-	defer p.Close()
-	if c := m.Input.Shape[1]; c > 0 && int64(p.Options().Channels()) != c {
-		return nil, 0, fmt.Errorf("model %s: input %q has %d channels but preprocessing makes %d (color %s)",
-			m.Path, m.Input.Name, c, p.Options().Channels(), p.Options().Color)
-	}
-	item := p.TensorLen()
-	x := make([]float32, len(paths)*item)
+// inferImages runs the images through the pipeline's own stages: each is one frame of a batch that the
+// pipeline's inference worker preprocesses (the preprocessing `run` resolves for the model) and runs, and whose
+// results the pipeline's sink turns into the messages `run` would publish. Text output prints those messages
+// as `sestream sub` does; --json prints the outputs and gates (see inferJSON) and the messages.
+func inferImages(cmd *cobra.Command, m *model.Model, eo engine.Options, paths []string, asJSON bool) error {
+	cfg := config.Default()
+	frames := make([]capture.Frame, 0, len(paths))
+	processed := false // from then on the worker has closed every frame's Mat
+	defer func() {
+		if !processed {
+			for _, f := range frames {
+				f.Mat.Close()
+			}
+		}
+	}()
 	for i, path := range paths {
-		if _, err := os.Stat(path); err != nil {
-			return nil, 0, fmt.Errorf("--image: %w", err)
+		if st, err := os.Stat(path); err != nil {
+			return badInput(fmt.Errorf("--image: %w", err))
+		} else if st.IsDir() {
+			return badInput(fmt.Errorf("--image %s: is a directory, want an image file", path))
 		}
 		img := gocv.IMRead(path, gocv.IMReadColor)
 		if img.Empty() {
 			img.Close()
-			return nil, 0, fmt.Errorf("--image %s: not an image OpenCV can decode", path)
+			return badInput(fmt.Errorf("--image %s: not an image OpenCV can decode", path))
 		}
-		_, err := p.Into(x[i*item:(i+1)*item], img)
-		img.Close()
-		if err != nil {
-			return nil, 0, fmt.Errorf("--image %s: %w", path, err)
+		frames = append(frames, capture.Frame{Mat: img, Info: pipeline.FrameInfo{Stream: "image", Seq: uint64(i + 1),
+			Captured: time.Now(), Width: img.Cols(), Height: img.Rows()}})
+	}
+	pre := plan.Preprocess(cfg.Preprocess, m).WithDefaults()
+	if err := pre.Validate(); err != nil {
+		return badInput(fmt.Errorf("model %s: preprocessing: %w", m.Path, err))
+	}
+	eo.MaxBatch = len(frames)
+	w, err := infer.NewWorker(infer.Options{Model: m, Engine: eo, Preprocess: pre, Labels: m.Meta.Labels, GateTopK: cfg.Attention.TopK}, nil)
+	if err != nil {
+		var le *engine.LibraryError
+		if errors.As(err, &le) {
+			return err
+		}
+		return badInput(err)
+	}
+	defer w.Close()
+	res := w.Process(cmd.Context(), &pipeline.Batch[capture.Frame]{ID: 1, Items: frames})
+	processed = true
+	for i, fr := range res.Frames {
+		if fr.Err != nil {
+			return badInput(fmt.Errorf("--image %s: %w", paths[i], fr.Err))
 		}
 	}
-	return x, len(paths), nil
+	var out inferJSON
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s := sink.New(sink.Config{BootID: "infer", Model: message.Model{Name: m.Name, Digest: m.Digest}, Blocks: m.Blocks, MaxBatch: len(frames)},
+		sink.Deps{Counters: pipeline.NewCounters(), Events: sink.NewEvents("infer", log, nil), Log: log,
+			OnFrame: func(r *message.Result, a *message.Attention) {
+				out.Results = append(out.Results, r)
+				out.Attention = append(out.Attention, a)
+			}})
+	s.Handle(cmd.Context(), res)
+	if !asJSON {
+		for i := range out.Results {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", paths[i], message.Line(out.Results[i]))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", paths[i], message.Line(out.Attention[i]))
+		}
+		return nil
+	}
+	out.Outputs, out.Gates = map[string][][]float32{}, map[string][][]float32{}
+	for _, fr := range res.Frames {
+		for j, o := range m.Outputs {
+			out.Outputs[o.Name] = append(out.Outputs[o.Name], fr.Outputs[j])
+		}
+		for j, b := range m.Blocks {
+			out.Gates[b.Name] = append(out.Gates[b.Name], fr.Gates[j])
+		}
+	}
+	return encodeInferJSON(cmd.OutOrStdout(), out)
 }
 
 func rows(t engine.Tensor, n int) [][]float32 {
@@ -179,6 +233,11 @@ func writeInferJSON(w io.Writer, r *engine.Result) error {
 	for _, t := range r.Gates {
 		out.Gates[t.Name] = rows(t, r.N)
 	}
+	return encodeInferJSON(w, out)
+}
+
+// encodeInferJSON writes out, refusing values JSON cannot carry.
+func encodeInferJSON(w io.Writer, out inferJSON) error {
 	for _, group := range []map[string][][]float32{out.Outputs, out.Gates} {
 		for name, rs := range group {
 			for _, row := range rs {

@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sestream/sestream"
 	"github.com/sestream/sestream/engine"
 	"github.com/sestream/sestream/model"
+	"github.com/sestream/sestream/stages/preprocess"
 )
 
 // inspectJSON is the --json output of `sestream inspect`.
@@ -124,11 +124,11 @@ A file that is missing or is not a usable model exits with code 2.`,
 // runVerify runs the SE self-check and records it in report.
 func runVerify(ctx context.Context, m *model.Model, opts engine.Options, report *inspectJSON) error {
 	h, w := inputSize(m)
-	checks, info, err := sestream.VerifyGates(ctx, m, opts, h, w, 2)
+	checks, info, err := engine.VerifyGates(ctx, m, opts, h, w, 2)
 	if err != nil {
 		return err
 	}
-	report.Verify = &inspectVerify{Engine: string(info.Backend), Tolerance: sestream.VerifyTolerance, OK: true}
+	report.Verify = &inspectVerify{Engine: string(info.Backend), Tolerance: engine.VerifyTolerance, OK: true}
 	var failed []string
 	for i, c := range checks {
 		maxErr := c.MaxError
@@ -147,16 +147,12 @@ func runVerify(ctx context.Context, m *model.Model, opts engine.Options, report 
 	return nil
 }
 
-// inputSize is the model's input height and width: fixed dimensions, else the metadata, else 224.
+// inputSize is the model's input height and width (model.InputSize), else preprocessing's default size.
 func inputSize(m *model.Model) (int, int) {
-	h, w := 224, 224
-	if m.Meta.Height > 0 && m.Meta.Width > 0 {
-		h, w = m.Meta.Height, m.Meta.Width
+	if h, w := m.InputSize(); h > 0 && w > 0 {
+		return h, w
 	}
-	if s := m.Input.Shape; len(s) == 4 && s[2] > 0 && s[3] > 0 {
-		h, w = int(s[2]), int(s[3])
-	}
-	return h, w
+	return preprocess.DefaultInputSize, preprocess.DefaultInputSize
 }
 
 func inspectReport(m *model.Model) inspectJSON {

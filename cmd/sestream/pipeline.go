@@ -38,9 +38,7 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 		if !ok {
 			return badInput(fmt.Errorf("--stream %q: want NAME=URL", s))
 		}
-		cfg.Streams = append(cfg.Streams, config.Stream{Name: name, URL: url, Transport: config.DefaultTransport,
-			Reconnect:    config.Reconnect{Initial: config.DefaultReconnectInitial, Max: config.DefaultReconnectMax},
-			StallTimeout: config.DefaultStallTimeout})
+		cfg.AddStream(name, url)
 		if err := cfg.Validate(); err != nil {
 			return badInput(fmt.Errorf("--stream %d: %w", i+1, err))
 		}

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/sestream/sestream/internal/redact"
 	"github.com/sestream/sestream/message"
-	"github.com/sestream/sestream/stages"
 )
 
 // subOptions are the flags of `sestream sub`.
@@ -88,7 +88,7 @@ func runSub(ctx context.Context, o subOptions, stdout, stderr io.Writer) error {
 	if o.count < 0 {
 		return badInput(fmt.Errorf("--count %d: must not be negative", o.count))
 	}
-	if err := stages.ValidateURL(o.url); err != nil {
+	if err := message.ValidateServerURL(o.url); err != nil {
 		return badInput(fmt.Errorf("--nats: %w", err))
 	}
 	opts := []nats.Option{nats.Name("sestream sub"), nats.MaxReconnects(-1)}
@@ -101,7 +101,7 @@ func runSub(ctx context.Context, o subOptions, stdout, stderr io.Writer) error {
 		if errors.Is(err, nats.ErrNoServers) {
 			hint = " (is sestream run, or another NATS server, running there?)"
 		}
-		return fmt.Errorf("nats server %s%s: %w", redactedURL(o.url), hint, err)
+		return fmt.Errorf("nats server %s%s: %w", redact.URL(o.url), hint, err)
 	}
 	defer nc.Close()
 
@@ -146,14 +146,4 @@ func runSub(ctx context.Context, o subOptions, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// redactedURL hides a password in a URL for messages.
-func redactedURL(raw string) string {
-	if i := strings.LastIndex(raw, "@"); i >= 0 {
-		if j := strings.Index(raw, "://"); j >= 0 && j < i {
-			return raw[:j+3] + "xxxxx" + raw[i:]
-		}
-	}
-	return raw
 }

@@ -12,14 +12,14 @@ import (
 	"time"
 
 	"github.com/sestream/sestream/message"
-	"github.com/sestream/sestream/stages"
+	"github.com/sestream/sestream/stages/natspub"
 )
 
 // startTestPublisher runs a publisher with its embedded server on a free port.
-func startTestPublisher(t *testing.T) *stages.Publisher {
+func startTestPublisher(t *testing.T) *natspub.Publisher {
 	t.Helper()
-	p, err := stages.NewPublisher(context.Background(), stages.NATSOptions{
-		Embedded: stages.EmbeddedOptions{Listen: "127.0.0.1:0"},
+	p, err := natspub.New(context.Background(), natspub.Options{
+		Embedded: natspub.EmbeddedOptions{Listen: "127.0.0.1:0"},
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -35,7 +35,7 @@ func startTestPublisher(t *testing.T) *stages.Publisher {
 
 // runSubWhilePublishing runs `sestream sub args...` and publishes a frame (result + attention of
 // stream cam1 and cam2), an event and a status every 10 ms until sub exits or 10 s pass.
-func runSubWhilePublishing(t *testing.T, p *stages.Publisher, args ...string) (code int, stdout, stderr string) {
+func runSubWhilePublishing(t *testing.T, p *natspub.Publisher, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	done := make(chan int, 1)

@@ -1,0 +1,237 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sestream/sestream/internal/ratelog"
+	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/metrics"
+	"github.com/sestream/sestream/pipeline"
+	"github.com/sestream/sestream/se"
+	"github.com/sestream/sestream/stages/infer"
+)
+
+// FramePublisher publishes one frame's messages. Implementations must not retain the messages after they
+// return (they encode them).
+type FramePublisher interface {
+	PublishResult(ctx context.Context, r *message.Result) error
+	PublishAttention(ctx context.Context, a *message.Attention) error
+}
+
+// Config is what the sink needs to know besides its collaborators.
+type Config struct {
+	BootID string
+	Model  message.Model
+	// Blocks are the model's SE blocks, in the order of the gate vectors of a frame.
+	Blocks []se.BlockInfo
+	// MaxBatch is the batcher's largest batch, for batch fill.
+	MaxBatch int
+	// Drift configures attention drift; nil tracks none.
+	Drift *se.DriftConfig
+	// IncludeVectors adds each block's whole gate vector to attention messages.
+	IncludeVectors bool
+}
+
+// Deps are the sink's collaborators. Publisher, Metrics and OnFrame may be nil.
+type Deps struct {
+	Publisher FramePublisher
+	Counters  *pipeline.Counters
+	Events    *Events
+	Metrics   *metrics.Metrics
+	// OnFrame receives every published frame's messages, in frame order per stream; it must return quickly.
+	OnFrame func(*message.Result, *message.Attention)
+	Log     *slog.Logger
+}
+
+// Sink handles batch results in order. Only one goroutine calls Handle; Window may be called from others.
+type Sink struct {
+	cfg   Config
+	deps  Deps
+	drift map[string][]*se.Drift // per stream, per block; made at the stream's first frame
+
+	errLog ratelog.Limiter
+
+	mu     sync.Mutex // guards window
+	window Window
+}
+
+// New makes a sink.
+func New(cfg Config, deps Deps) *Sink {
+	return &Sink{cfg: cfg, deps: deps, drift: map[string][]*se.Drift{}}
+}
+
+// Window accumulates what the per-second summary reports; see Sink.TakeWindow.
+type Window struct {
+	Latencies []time.Duration // capture to publish, one per published frame
+	Frames    int
+	Batches   int
+	BatchFill float64 // sum over batches of size / max size
+	Top       string  // the last frame's best class and score
+	Entropy   float64 // sum of per-block normalized entropy
+	EntropyN  int
+}
+
+// TakeWindow returns what was accumulated since the last call and starts a new window (keeping Top).
+func (s *Sink) TakeWindow() Window {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.window
+	s.window = Window{Top: w.Top}
+	return w
+}
+
+// Handle publishes every frame of one batch result.
+func (s *Sink) Handle(ctx context.Context, res *infer.BatchResult) {
+	if m := s.deps.Metrics; m != nil {
+		m.ObserveBatch(res.Size, s.cfg.MaxBatch, res.Inference)
+	}
+	var acc Window
+	for i := range res.Frames {
+		fr := &res.Frames[i]
+		counters := s.deps.Counters.Stream(fr.Info.Stream)
+		if fr.Err != nil {
+			counters.Failed()
+			s.errLog.Warn(s.deps.Log, "frame failed", "stream", fr.Info.Stream, "err", fr.Err)
+			continue
+		}
+		counters.Processed()
+		t0 := time.Now()
+		blocks := s.attention(fr, &acc)
+		result := s.result(res, fr)
+		if len(fr.Top) > 0 {
+			acc.Top = fmt.Sprintf("%s %.2f", fr.Top[0].Label, fr.Top[0].Score)
+		}
+		now := time.Now()
+		fr.Info.Timings.Publish = now.Sub(t0)
+		result.Timings = Timings(&fr.Info, now)
+		attention := &message.Attention{Schema: message.SchemaAttention, Stream: fr.Info.Stream, Seq: fr.Info.Seq,
+			BootID: s.cfg.BootID, Captured: fr.Info.Captured, Model: s.cfg.Model, Blocks: blocks}
+		if err := s.publish(ctx, result, attention); err != nil {
+			s.errLog.Warn(s.deps.Log, "publishing", "stream", fr.Info.Stream, "seq", fr.Info.Seq, "err", err)
+			continue
+		}
+		counters.Published()
+		latency := now.Sub(fr.Info.Captured)
+		acc.Latencies = append(acc.Latencies, latency)
+		if m := s.deps.Metrics; m != nil {
+			m.ObserveFrame(fr.Info.Stream, latency)
+		}
+	}
+	s.mu.Lock()
+	w := &s.window
+	w.Latencies = append(w.Latencies, acc.Latencies...)
+	w.Frames += len(acc.Latencies)
+	w.Batches++
+	w.BatchFill += float64(res.Size) / float64(s.cfg.MaxBatch)
+	if acc.Top != "" {
+		w.Top = acc.Top
+	}
+	w.Entropy += acc.Entropy
+	w.EntropyN += acc.EntropyN
+	s.mu.Unlock()
+}
+
+// attention computes one frame's per-block attention: statistics, drift (raising drift events), vectors.
+func (s *Sink) attention(fr *infer.FrameResult, acc *Window) []message.Block {
+	blocks := make([]message.Block, len(fr.Gates))
+	drifts := s.driftFor(fr.Info.Stream)
+	for j, g := range fr.Gates {
+		info := s.cfg.Blocks[j]
+		b := message.Block{Name: info.Name, Order: info.Order, Channels: len(g)}
+		if fr.StatsErr[j] != nil {
+			s.errLog.Warn(s.deps.Log, "gates are not valid numbers; statistics left out", "stream", fr.Info.Stream, "block", info.Name, "err", fr.StatsErr[j])
+			blocks[j] = b
+			continue
+		}
+		b.Stats = message.StatsOf(&fr.Stats[j])
+		acc.Entropy += fr.Stats[j].Entropy
+		acc.EntropyN++
+		if drifts != nil {
+			sample, err := drifts[j].Update(fr.Info.Seq, g)
+			if err != nil {
+				s.errLog.Warn(s.deps.Log, "attention drift not updated", "stream", fr.Info.Stream, "block", info.Name, "err", err)
+			} else {
+				d := sample.Drift
+				b.Drift = &d
+				if sample.Event != nil {
+					s.deps.Events.Drift(fr.Info.Stream, info.Name, sample.Event, fr.Info.Captured)
+				}
+			}
+		}
+		if s.cfg.IncludeVectors {
+			b.Vector = g
+		}
+		if m := s.deps.Metrics; m != nil {
+			m.SetAttention(fr.Info.Stream, info.Name, fr.Stats[j].Mean, fr.Stats[j].Entropy, b.Drift)
+		}
+		blocks[j] = b
+	}
+	return blocks
+}
+
+// driftFor returns a stream's drift detectors, one per block, made at its first frame; nil when drift is off.
+func (s *Sink) driftFor(stream string) []*se.Drift {
+	if s.cfg.Drift == nil || len(s.cfg.Blocks) == 0 {
+		return nil
+	}
+	ds, ok := s.drift[stream]
+	if !ok {
+		ds = make([]*se.Drift, len(s.cfg.Blocks))
+		for i := range ds {
+			var err error
+			if ds[i], err = se.NewDrift(*s.cfg.Drift); err != nil { // validated by the plan
+				panic("sink: drift config: " + err.Error())
+			}
+		}
+		s.drift[stream] = ds
+	}
+	return ds
+}
+
+// result builds one frame's result message (timings are added by Handle).
+func (s *Sink) result(res *infer.BatchResult, fr *infer.FrameResult) *message.Result {
+	result := &message.Result{Schema: message.SchemaResult, Stream: fr.Info.Stream, Seq: fr.Info.Seq, BootID: s.cfg.BootID,
+		Captured: fr.Info.Captured, Width: fr.Info.Width, Height: fr.Info.Height,
+		Batch: message.Batch{ID: res.ID, Size: res.Size}, Model: s.cfg.Model, Engine: res.Engine}
+	if fr.Info.HasPTS {
+		pts := message.Millis(fr.Info.PTS)
+		result.PTSMillis = &pts
+	}
+	if len(fr.Top) > 0 {
+		result.Top = make([]message.Class, len(fr.Top))
+		for k, c := range fr.Top {
+			result.Top[k] = message.Class{Index: c.Index, Label: c.Label, Score: c.Score}
+		}
+	} else if len(fr.Outputs) > 0 {
+		result.Outputs = fr.Outputs[0]
+	}
+	return result
+}
+
+// publish hands one frame's messages to the host program and to NATS.
+func (s *Sink) publish(ctx context.Context, r *message.Result, a *message.Attention) error {
+	if s.deps.OnFrame != nil {
+		s.deps.OnFrame(r, a)
+	}
+	if s.deps.Publisher == nil {
+		return nil
+	}
+	return errors.Join(s.deps.Publisher.PublishResult(ctx, r), s.deps.Publisher.PublishAttention(ctx, a))
+}
+
+// Timings converts a frame's stage timings to a result's timings_ms. Publish is the frame's Timings.Publish;
+// Total is the time from capture to now (never negative, even when the clock stepped back).
+func Timings(f *pipeline.FrameInfo, now time.Time) message.Timings {
+	return message.Timings{
+		Preprocess: message.Millis(f.Timings.Preprocess),
+		Queue:      message.Millis(f.Timings.QueueWait),
+		Inference:  message.Millis(f.Timings.Inference),
+		Publish:    message.Millis(f.Timings.Publish),
+		Total:      message.Millis(max(now.Sub(f.Captured), 0)),
+	}
+}

@@ -1,0 +1,415 @@
+// Package supervisor runs a planned pipeline: it starts every goroutine of it in one place, tracks them with
+// one WaitGroup, keeps the first error, and shuts them down in one documented order.
+//
+// Goroutines, who starts them and what ends them (all started by Start, all tracked by Supervisor.wg):
+//
+//	goroutine                 one per      ends when
+//	capture                   stream       its source ends (files) or the sources context is cancelled; closes its queue
+//	forward                   queue        its queue is closed and drained, or the hard context ends
+//	batcher                   pipeline     the frame channel is closed (by the last forwarder); closes batches
+//	pool (dispatcher,         pipeline     batches is closed and every batch is delivered; closes results
+//	  workers, deliverer)
+//	sink                      pipeline     results is closed; then closes sideStop
+//	events                    pipeline     the event queue is closed (by the last of capture goroutines and the sink)
+//	heartbeat, summary        pipeline     sideStop is closed
+//	drain timer               Close        the pipeline has drained, or shutdown.drain_timeout passes (cancels hard)
+//	finish                    pipeline     every goroutine above has returned: sends the last status, closes the
+//	                                       publisher, sets the error and closes done
+//
+// Shutdown order: BeginClose closes the push queues and cancels the sources context; each capture goroutine
+// closes its queue, the forwarders drain them into the batcher, and every later stage ends when its input is
+// closed, so frames in flight are processed and published. If the drain deadline passes first, the hard
+// context is cancelled and whatever is still in flight is discarded (and counted).
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/internal/plan"
+	"github.com/sestream/sestream/internal/sink"
+	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/metrics"
+	"github.com/sestream/sestream/pipeline"
+	"github.com/sestream/sestream/stages/capture"
+	"github.com/sestream/sestream/stages/infer"
+	"github.com/sestream/sestream/stages/natspub"
+	"github.com/sestream/sestream/stages/source"
+)
+
+// Errors of a running pipeline, for errors.Is.
+var (
+	// ErrClosed: Push after Close, or after every source ended.
+	ErrClosed = errors.New("pipeline closed")
+	// ErrDrainDeadline: frames were still in flight when shutdown.drain_timeout passed.
+	ErrDrainDeadline = errors.New("drain deadline passed")
+	// ErrUnknownStream: the stream was not declared as a push stream.
+	ErrUnknownStream = errors.New("unknown push stream")
+)
+
+// Options are what the host process gives a pipeline besides its plan; see sestream.Options.
+type Options struct {
+	Log      *slog.Logger
+	Summary  io.Writer
+	Version  string
+	OnFrame  func(*message.Result, *message.Attention)
+	OnEvent  func(*message.Event)
+	NoNATS   bool
+	NATSConn *nats.Conn
+	BootID   string
+	Metrics  *metrics.Metrics
+}
+
+// Supervisor is a started pipeline.
+type Supervisor struct {
+	plan     *plan.Plan
+	opts     Options
+	log      *slog.Logger
+	counters *pipeline.Counters
+	states   *sink.States
+	started  time.Time
+	engine   string
+
+	pub     *natspub.Publisher // nil with NoNATS
+	bootID  string
+	batcher *pipeline.Batcher[capture.Frame]
+	pool    *pipeline.Pool[*pipeline.Batch[capture.Frame], *infer.BatchResult]
+	events  *sink.Events
+	sink    *sink.Sink
+	pushers map[string]*pusher
+
+	hard        context.Context    // ends every stage; cancelled after the drain deadline
+	hardCancel  context.CancelFunc //
+	sources     context.Context    // ends capture; the rest drains
+	stopSources context.CancelFunc //
+	pushing     context.Context    // ends pushes waiting for room in a full queue
+	stopPushing context.CancelFunc //
+
+	wg        sync.WaitGroup
+	firstErr  error
+	errOnce   sync.Once
+	done      chan struct{} // closed when everything has drained and err is set
+	err       error
+	closeOnce sync.Once
+	deadline  atomic.Bool
+
+	pushMu     sync.RWMutex // Push holds it for reading while it queues; closePushers for writing
+	pushClosed bool
+}
+
+// pusher is one push stream: frames come from the host program through Push.
+type pusher struct {
+	name  string
+	queue *pipeline.Queue[capture.Frame]
+	seq   atomic.Uint64
+}
+
+// Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
+// goroutine; it returns once frames are flowing. ctx bounds only the start itself.
+func Start(ctx context.Context, p *plan.Plan, opts Options) (s *Supervisor, err error) {
+	s = &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), states: sink.NewStates(opts.Metrics),
+		started: time.Now(), done: make(chan struct{}), pushers: map[string]*pusher{}}
+	s.hard, s.hardCancel = context.WithCancel(context.Background())
+	s.sources, s.stopSources = context.WithCancel(s.hard)
+	s.pushing, s.stopPushing = context.WithCancel(s.hard)
+	defer func() {
+		if err != nil {
+			if s.pool != nil {
+				// Never run: close the workers' engines through an empty run.
+				closed := make(chan *pipeline.Batch[capture.Frame])
+				close(closed)
+				_ = s.pool.Run(context.Background(), closed, make(chan *infer.BatchResult, 1))
+			}
+			if s.pub != nil {
+				s.closePublisher()
+			}
+			s.hardCancel()
+		}
+	}()
+	for _, st := range p.Streams {
+		s.states.Set(st.Source.Name, source.StateStarting)
+	}
+	if err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	if m := opts.Metrics; m != nil {
+		m.Watch(metrics.Sources{Streams: s.counters.Snapshot, NATS: s.natsState(), Workers: s.Workers})
+	}
+	if err := s.openEngines(ctx); err != nil {
+		return nil, err
+	}
+	s.run()
+	return s, nil
+}
+
+// connect starts the publisher (or not) and fixes the boot id.
+func (s *Supervisor) connect(ctx context.Context) error {
+	s.bootID = s.opts.BootID
+	if !s.opts.NoNATS {
+		o := s.plan.NATS
+		o.BootID, o.Conn, o.Logger = s.opts.BootID, s.opts.NATSConn, s.log
+		pub, err := natspub.New(ctx, o)
+		if err != nil {
+			return fmt.Errorf("nats: %w", err)
+		}
+		s.pub = pub
+		s.bootID = pub.BootID()
+		s.log.Info("publishing", "nats", pub.ClientURL(), "prefix", pub.Prefix(), "boot_id", pub.BootID())
+		return nil
+	}
+	if s.bootID == "" {
+		var err error
+		if s.bootID, err = message.NewBootID(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openEngines runs the SE self-check when asked, and opens the batcher and one engine per worker.
+func (s *Supervisor) openEngines(ctx context.Context) error {
+	p := s.plan
+	eo := p.Engine
+	eo.Logger = s.log
+	if p.Verify {
+		checks, err := engine.CheckGates(ctx, p.Model, eo, p.Preprocess.Height, p.Preprocess.Width)
+		if err != nil {
+			return err
+		}
+		for _, c := range checks {
+			s.log.Info("SE self-check", "block", c.Block, "channels", c.Channels, "max_error", c.MaxError)
+		}
+	}
+	var err error
+	if s.batcher, err = pipeline.NewBatcher[capture.Frame](p.Batch, p.Workers*2+2, nil); err != nil {
+		return err
+	}
+	io := infer.Options{Model: p.Model, Engine: eo, Preprocess: p.Preprocess, Labels: p.Labels, GateTopK: p.TopK}
+	s.pool, err = pipeline.NewPool[*pipeline.Batch[capture.Frame], *infer.BatchResult](p.Workers, p.Workers*2,
+		func(int) (pipeline.Worker[*pipeline.Batch[capture.Frame], *infer.BatchResult], error) {
+			w, err := infer.NewWorker(io, s.batcher.Release)
+			if err != nil {
+				return nil, err
+			}
+			s.engine = string(w.Engine().Backend)
+			return w, nil
+		})
+	if err != nil {
+		s.pool = nil
+		return fmt.Errorf("engine: %w", err)
+	}
+	if m := s.opts.Metrics; m != nil {
+		m.ModelLoaded(metrics.ModelInfo{Name: p.Model.Name, Digest: p.Model.Digest, Engine: s.engine, SEBlocks: len(p.Model.Blocks)})
+	}
+	s.log.Info("model loaded", "model", p.Model.Name, "digest", p.Model.Digest, "se_blocks", len(p.Model.Blocks),
+		"engine", s.engine, "workers", p.Workers, "batch", p.Batch.MaxSize, "batch_delay", p.Batch.MaxDelay)
+	return nil
+}
+
+// goroutine starts fn as one of the pipeline's goroutines; a non-nil error other than cancellation becomes
+// the pipeline's first error.
+func (s *Supervisor) goroutine(fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
+			s.errOnce.Do(func() { s.firstErr = err })
+		}
+	}()
+}
+
+// countdown runs last once n calls of done have been made: the last of several producers closes their
+// shared output.
+func countdown(n int, last func()) (done func()) {
+	var left atomic.Int32
+	left.Store(int32(n))
+	if n == 0 {
+		last()
+	}
+	return func() {
+		if left.Add(-1) == 0 {
+			last()
+		}
+	}
+}
+
+// run starts every goroutine of the pipeline. From here on nothing fails.
+func (s *Supervisor) run() {
+	p := s.plan
+	s.events = sink.NewEvents(s.bootID, s.log, s.opts.OnEvent)
+	var framePub sink.FramePublisher
+	var eventPub sink.EventPublisher
+	var statusPub sink.StatusPublisher
+	if s.pub != nil {
+		framePub, eventPub, statusPub = s.pub, s.pub, s.pub
+	}
+	s.sink = sink.New(sink.Config{BootID: s.bootID, Model: message.Model{Name: p.Model.Name, Digest: p.Model.Digest},
+		Blocks: p.Model.Blocks, MaxBatch: p.Batch.MaxSize, Drift: p.Drift, IncludeVectors: p.IncludeVectors},
+		sink.Deps{Publisher: framePub, Counters: s.counters, Events: s.events, Metrics: s.opts.Metrics, OnFrame: s.opts.OnFrame, Log: s.log})
+
+	// The event queue ends once every capture goroutine and the sink are done with it.
+	eventProducerDone := countdown(len(p.Streams)+1, s.events.Close)
+	s.goroutine(func() error { s.events.Run(s.hard, eventPub); return nil })
+
+	frames := make(chan capture.Frame) // batcher input; closed by the last forwarder
+	forwarderDone := countdown(len(p.Streams)+len(p.Push), func() { close(frames) })
+	forward := func(q *pipeline.Queue[capture.Frame]) {
+		s.goroutine(func() error {
+			defer forwarderDone()
+			for f := range q.C() {
+				select {
+				case frames <- f:
+				case <-s.hard.Done():
+					f.Mat.Close()
+				}
+			}
+			return nil
+		})
+	}
+	for _, st := range p.Streams {
+		q := pipeline.NewQueue[capture.Frame](st.Source.Name, p.QueueSize, st.Policy, capture.DiscardFrame)
+		s.counters.WatchQueue(st.Source.Name, q)
+		src := &capture.Source{Options: st.Source}
+		s.goroutine(func() error {
+			defer eventProducerDone()
+			err := src.Run(s.sources, q, func(e source.Event) {
+				s.states.Set(e.Stream, source.StateAfter(e.Kind, st.Kind))
+				if e.Kind == message.EventReconnected && s.opts.Metrics != nil {
+					s.opts.Metrics.SourceReconnect(e.Stream)
+				}
+				s.events.Source(e)
+			})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				s.states.Set(st.Source.Name, source.StateFailed)
+				s.log.Error("stream stopped", "stream", st.Source.Name, "err", err)
+			}
+			return nil // one stream's failure is that stream's; the others go on
+		})
+		forward(q)
+		s.log.Info("stream", "name", st.Source.Name, "policy", st.Policy, "queue", p.QueueSize)
+	}
+	for _, name := range p.Push {
+		ps := &pusher{name: name, queue: pipeline.NewQueue[capture.Frame](name, p.QueueSize, p.PushPolicy, capture.DiscardFrame)}
+		s.pushers[name] = ps
+		s.counters.WatchQueue(name, ps.queue)
+		s.states.Set(name, source.StateRunning)
+		forward(ps.queue)
+	}
+
+	batches := make(chan *pipeline.Batch[capture.Frame]) // closed by the batcher
+	s.goroutine(func() error { return s.batcher.Run(s.hard, frames, batches, capture.DiscardFrame) })
+	results := make(chan *infer.BatchResult) // closed by the pool
+	s.goroutine(func() error { return s.pool.Run(s.hard, batches, results) })
+
+	sideStop := make(chan struct{}) // closed by the sink goroutine once every result is handled
+	s.goroutine(func() error {
+		defer eventProducerDone()
+		defer close(sideStop)
+		for res := range results {
+			s.sink.Handle(s.hard, res)
+		}
+		return nil
+	})
+	heartbeat := &sink.Heartbeat{Publisher: statusPub, Counters: s.counters, States: s.states, Version: s.opts.Version,
+		BootID: s.bootID, Started: s.started, Log: s.log}
+	s.goroutine(func() error { heartbeat.Run(s.hard, p.StatusInterval, sideStop); return nil })
+	if s.opts.Summary != nil {
+		summary := &sink.Summary{Out: s.opts.Summary, Sink: s.sink, Counters: s.counters, MaxBatch: p.Batch.MaxSize}
+		s.goroutine(func() error { summary.Run(sideStop); return nil })
+	}
+
+	// finish: with no push streams the pipeline ends by itself when every source has ended.
+	go func() {
+		s.wg.Wait()
+		if s.firstErr == nil {
+			heartbeat.Now(s.hard)
+		}
+		if s.pub != nil {
+			s.closePublisher()
+		}
+		switch {
+		case s.deadline.Load():
+			s.err = fmt.Errorf("%w (%s) before every frame was published", ErrDrainDeadline, p.DrainTimeout)
+		case s.firstErr != nil:
+			s.err = s.firstErr
+		}
+		s.hardCancel()
+		close(s.done)
+	}()
+}
+
+func (s *Supervisor) closePublisher() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.pub.Close(ctx); err != nil {
+		s.log.Warn("closing the NATS publisher", "err", err)
+	}
+}
+
+// Done is closed once the pipeline has drained (after BeginClose, or once every source has ended).
+func (s *Supervisor) Done() <-chan struct{} { return s.done }
+
+// Err is the pipeline's outcome, valid once Done is closed: nil after a complete drain, an error wrapping
+// ErrDrainDeadline when frames were still in flight at the deadline, or the first stage error.
+func (s *Supervisor) Err() error { return s.err }
+
+// BeginClose stops the sources and pushing, and starts the drain deadline. It is idempotent.
+func (s *Supervisor) BeginClose() {
+	s.closeOnce.Do(func() {
+		timeout := s.plan.DrainTimeout
+		s.log.Info("stopping: sources closed, draining frames in flight", "drain_timeout", timeout)
+		s.closePushers()
+		s.stopSources()
+		go func() { // the drain timer
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				s.deadline.Store(true)
+				s.log.Warn("drain deadline passed; dropping frames still in flight", "drain_timeout", timeout)
+				s.hardCancel()
+			case <-s.done:
+			}
+		}()
+	})
+}
+
+// Abort cancels everything still in flight at once (what is dropped is counted).
+func (s *Supervisor) Abort() { s.hardCancel() }
+
+// Engine is the backend the workers run.
+func (s *Supervisor) Engine() string { return s.engine }
+
+// Counters are the per-stream counters.
+func (s *Supervisor) Counters() *pipeline.Counters { return s.counters }
+
+// Workers reports the busy and total inference workers, for metrics.
+func (s *Supervisor) Workers() (busy, total int) { return s.pool.Busy(), s.pool.Size() }
+
+// natsState reads the publisher's state for metrics and readiness; nil when nothing is published.
+func (s *Supervisor) natsState() func() metrics.NATSState {
+	pub := s.pub
+	if pub == nil {
+		return nil
+	}
+	return func() metrics.NATSState {
+		st := pub.Stats()
+		t := st.Total()
+		ns := metrics.NATSState{Connected: st.Connected, JetStream: st.Mode == "jetstream", Buffered: st.Buffered,
+			Published: t.Published, Dropped: t.Dropped, Reconnects: st.Reconnects}
+		if ns.JetStream {
+			// Sent but not yet acknowledged: what was encoded, less what was confirmed, given up, or still buffered.
+			ns.AcksPending = max(0, int(int64(t.Enqueued)-int64(t.Published)-int64(t.Dropped)-int64(st.Buffered)))
+		}
+		return ns
+	}
+}
