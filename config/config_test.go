@@ -3,10 +3,12 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sestream/sestream/se"
 	"github.com/sestream/sestream/stages/source"
 	"github.com/spf13/pflag"
 )
@@ -269,6 +271,37 @@ func TestDocsListEveryKey(t *testing.T) {
 		"streams[].policy", "streams[].reconnect.initial", "streams[].reconnect.max", "streams[].stall_timeout"} {
 		if !strings.Contains(string(doc), "`"+k+"`") {
 			t.Errorf("docs/config.md does not document %s", k)
+		}
+	}
+}
+
+// TestDriftRangesAreSes: config accepts exactly the drift settings that se accepts (a threshold of 1.5 once
+// passed validation and then switched drift off at run time).
+func TestDriftRangesAreSes(t *testing.T) {
+	for _, tc := range []struct {
+		key   string
+		value string
+	}{
+		{"threshold", "1.5"}, {"threshold", "2"}, {"threshold", "1"}, {"threshold", "0.2"}, {"threshold", "0"},
+		{"alpha", "0"}, {"alpha", "1"}, {"alpha", "1.01"}, {"hysteresis", "0.05"}, {"hysteresis", "0.5"},
+	} {
+		_, err := Load(Options{File: writeFile(t, "attention:\n  drift:\n    "+tc.key+": "+tc.value+"\n"), LookupEnv: noEnv})
+		d := Default().Attention.Drift
+		v, _ := strconv.ParseFloat(tc.value, 64)
+		switch tc.key {
+		case "threshold":
+			d.Threshold = v
+		case "alpha":
+			d.Alpha = v
+		case "hysteresis":
+			d.Hysteresis = v
+		}
+		seErr := se.DriftConfig{Alpha: d.Alpha, Threshold: d.Threshold, Hysteresis: d.Hysteresis, Warmup: max(d.Warmup, 1), TopChanges: 5}.Validate()
+		if (err == nil) != (seErr == nil) {
+			t.Errorf("attention.drift.%s = %s: config says %v, se says %v", tc.key, tc.value, err, seErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "attention.drift."+tc.key) {
+			t.Errorf("attention.drift.%s = %s: error does not name the key: %v", tc.key, tc.value, err)
 		}
 	}
 }

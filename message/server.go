@@ -25,10 +25,10 @@ func ValidateServerURL(raw string) error {
 	switch u.Scheme {
 	case "nats", "tls", "ws", "wss":
 	default:
-		return fmt.Errorf("nats url %q: scheme %q is not a NATS scheme (want nats://, tls://, ws:// or wss://)", u.Redacted(), u.Scheme)
+		return fmt.Errorf("nats url %q: scheme %q is not a NATS scheme (want nats://, tls://, ws:// or wss://)", redact.URL(raw), u.Scheme)
 	}
 	if u.Host == "" {
-		return fmt.Errorf("nats url %q: no host", u.Redacted())
+		return fmt.Errorf("nats url %q: no host", redact.URL(raw))
 	}
 	return nil
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""Write the golden data of the preprocess tests: stages/testdata/preprocess/.
+"""Write the golden data of the preprocess tests: stages/preprocess/testdata/preprocess/.
 
 Computes, with OpenCV's Python binding and numpy, the same resize, color conversion and
-normalization that stages.Preprocessor does, for every resize mode and color mode on a
+normalization that preprocess.Preprocessor does, for every resize mode and color mode on a
 non-square source image and two non-square tensor sizes. Output: src.png (the source),
 cases.json (the options and expected transform of each case) and one little-endian
 float32 CHW file per case.
@@ -85,7 +85,7 @@ def preprocess(img, width, height, resize, color):
 
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "stages", "testdata", "preprocess")
+        os.path.dirname(os.path.abspath(__file__)), "..", "stages", "preprocess", "testdata", "preprocess")
     os.makedirs(outdir, exist_ok=True)
     img = source_image()
     if not cv2.imwrite(os.path.join(outdir, "src.png"), img):

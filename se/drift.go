@@ -25,10 +25,10 @@ type DriftConfig struct {
 }
 
 // DefaultDriftConfig returns a configuration for video at some tens of frames per second: a
-// baseline over about the last 50 frames, on above drift 0.1, off below 0.05, a 50-frame
-// warm-up and 5 channels per event.
+// baseline over about the last 20 frames, on above drift 0.1, off below 0.07, a 30-frame
+// warm-up and 5 channels per event. config's attention.drift defaults are these.
 func DefaultDriftConfig() DriftConfig {
-	return DriftConfig{Alpha: 0.02, Threshold: 0.1, Hysteresis: 0.05, Warmup: 50, TopChanges: 5}
+	return DriftConfig{Alpha: 0.05, Threshold: 0.1, Hysteresis: 0.03, Warmup: 30, TopChanges: 5}
 }
 
 // Validate reports every out-of-range field, each named, joined into one error.

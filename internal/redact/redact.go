@@ -11,8 +11,8 @@ import (
 const Mask = "xxxxx"
 
 // URL returns raw with the secret part of its userinfo hidden: the password of user:password, or a lone user
-// part (which may be a token). A URL that does not parse has whatever stands between "://" and the last "@" of
-// its authority hidden. A URL without userinfo is returned unchanged.
+// part (which may be a token). A URL that does not parse has the same part hidden by position: what stands
+// between "user:" (or "://") and the last "@" of its authority. A URL without userinfo is returned unchanged.
 func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err == nil && !strings.Contains(raw, "://") {
@@ -30,11 +30,15 @@ func URL(raw string) string {
 	}
 	_, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		// No scheme: hide anything before an '@', the only place a secret can be told apart.
-		if at := strings.LastIndexByte(raw, '@'); at >= 0 {
-			return Mask + raw[at:]
+		// No scheme: hide what stands before an '@' (after "user:", when there is one).
+		at := strings.LastIndexByte(raw, '@')
+		if at < 0 {
+			return raw
 		}
-		return raw
+		if colon := strings.IndexByte(raw[:at], ':'); colon >= 0 {
+			return raw[:colon+1] + Mask + raw[at:]
+		}
+		return Mask + raw[at:]
 	}
 	authority, _, _ := strings.Cut(rest, "/")
 	at := strings.LastIndexByte(authority, '@')
@@ -42,7 +46,10 @@ func URL(raw string) string {
 		return raw
 	}
 	start := len(raw) - len(rest)
-	return raw[:start] + Mask + raw[start+at:]
+	if colon := strings.IndexByte(authority[:at], ':'); colon >= 0 {
+		start += colon + 1 // keep the user name of user:password
+	}
+	return raw[:start] + Mask + raw[len(raw)-len(rest)+at:]
 }
 
 // URLs redacts each URL and joins them with commas.

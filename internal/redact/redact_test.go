@@ -12,15 +12,17 @@ func TestURL(t *testing.T) {
 		{"rtsp://cam.local/stream", "rtsp://cam.local/stream"},
 		{"rtsp://admin:hunter2@cam.local:554/s", "rtsp://admin:xxxxx@cam.local:554/s"},
 		{"nats://s3cr3ttoken@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
-		{"rtsp://admin:p%zz@cam/s", "rtsp://xxxxx@cam/s"}, // does not parse
+		{"rtsp://admin:p%zz@cam/s", "rtsp://admin:xxxxx@cam/s"}, // does not parse
+		{"rtsp://user:secret@cam:bad/x", "rtsp://user:xxxxx@cam:bad/x"},
+		{"nats://t%zzoken@h:4222", "nats://xxxxx@h:4222"},
 		{"videos/a.mp4", "videos/a.mp4"},
-		{"user:pw@host:4222", "xxxxx@host:4222"}, // no scheme, does not parse as a URL with a host
+		{"user:pw@host:4222", "user:xxxxx@host:4222"}, // no scheme, does not parse as a URL with a host
 	} {
 		got := URL(tc.in)
 		if got != tc.want {
 			t.Errorf("URL(%q) = %q, want %q", tc.in, got, tc.want)
 		}
-		for _, secret := range []string{"hunter2", "s3cr3ttoken", "p%zz", "pw@"} {
+		for _, secret := range []string{"hunter2", "s3cr3ttoken", "p%zz", "pw@", "secret", "t%zzoken"} {
 			if strings.Contains(tc.in, secret) && strings.Contains(got, secret) {
 				t.Errorf("URL(%q) = %q still shows %q", tc.in, got, secret)
 			}

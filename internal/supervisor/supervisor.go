@@ -115,8 +115,8 @@ type pusher struct {
 
 // Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
 // goroutine; it returns once frames are flowing. ctx bounds only the start itself.
-func Start(ctx context.Context, p *plan.Plan, opts Options) (s *Supervisor, err error) {
-	s = &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), states: sink.NewStates(opts.Metrics),
+func Start(ctx context.Context, p *plan.Plan, opts Options) (_ *Supervisor, err error) {
+	s := &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), states: sink.NewStates(opts.Metrics),
 		started: time.Now(), done: make(chan struct{}), pushers: map[string]*pusher{}}
 	s.hard, s.hardCancel = context.WithCancel(context.Background())
 	s.sources, s.stopSources = context.WithCancel(s.hard)

@@ -50,7 +50,7 @@ func TestRedactedURLInEvents(t *testing.T) {
 // ExampleRunSource reads a folder of images into a queue and preprocesses each frame into
 // its slot of a batch tensor.
 func ExampleRunSource() {
-	dir := filepath.Join("testdata", "preprocess")
+	dir := filepath.Join("..", "preprocess", "testdata", "preprocess")
 	q := pipeline.NewQueue[Frame]("folder", 2, pipeline.Block, DiscardFrame)
 	var events []string // appended by RunSource's goroutine; read after q is closed
 	go RunSource(context.Background(), source.Options{Name: "folder", URL: filepath.Join(dir, "*.png")}, q, func(e source.Event) {

@@ -24,7 +24,7 @@ import (
 
 func compileMessageSchema(t *testing.T, kind message.Kind) *jsonschema.Schema {
 	t.Helper()
-	path, err := filepath.Abs(filepath.Join("..", "docs", "schemas", kind.String()+".json"))
+	path, err := filepath.Abs(filepath.Join("..", "..", "docs", "schemas", kind.String()+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}

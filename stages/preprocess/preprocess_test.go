@@ -129,7 +129,7 @@ func TestGoldenScriptReproduces(t *testing.T) {
 		t.Skipf("%s with cv2 and numpy is not available: %v", py, err)
 	}
 	dir := t.TempDir()
-	if out, err := exec.Command(py, "../scripts/gen_preprocess_golden.py", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(py, "../../scripts/gen_preprocess_golden.py", dir).CombinedOutput(); err != nil {
 		t.Fatalf("gen_preprocess_golden.py: %v\n%s", err, out)
 	}
 	ents, err := os.ReadDir("testdata/preprocess")
