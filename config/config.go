@@ -108,6 +108,9 @@ type Batch struct {
 	MaxSize int `mapstructure:"max_size"`
 	// MaxDelay flushes a batch this long after its first frame arrived, full or not.
 	MaxDelay time.Duration `mapstructure:"max_delay"`
+	// WhenIdle sends a batch as soon as an inference worker is free, however few frames it holds; batches
+	// then fill only while every worker is busy, and MaxDelay bounds only that wait.
+	WhenIdle bool `mapstructure:"when_idle"`
 }
 
 // Attention configures the channel-attention statistics published per frame.

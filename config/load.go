@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"regexp"
@@ -47,6 +48,7 @@ func defaults() map[string]any {
 		"engine.verify":              false,
 		"batch.max_size":             8,
 		"batch.max_delay":            10 * time.Millisecond,
+		"batch.when_idle":            true,
 		"workers":                    1,
 		"attention.top_k":            5,
 		"attention.include_vectors":  false,
@@ -95,7 +97,14 @@ type Options struct {
 	FlagKeys map[string]string
 	// LookupEnv reads environment variables; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Environ lists the environment as "NAME=value" strings, to find SESTREAM_* variables that name no key.
+	// Nil means os.Environ when LookupEnv is nil too, and no such check when only LookupEnv is given.
+	Environ func() []string
 }
+
+// testEnv lists the SESTREAM_* variables that are not configuration keys: sestream's own tests read them
+// (docs/config.md lists them too), so they are not reported as unknown.
+func testEnv() []string { return []string{"SESTREAM_FIXTURES", "SESTREAM_SOAK", "SESTREAM_SOAK_FAST"} }
 
 // Load merges defaults, then the file, then SESTREAM_* environment variables, then flags, into a Config, and
 // validates it. Every problem is reported at once: the error is a *Error listing each bad key path.
@@ -106,21 +115,32 @@ func Load(opts Options) (*Config, error) {
 	}
 	var errs Error
 	if opts.File != "" {
-		v.SetConfigFile(opts.File)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		data, err := os.ReadFile(opts.File)
+		if err == nil {
+			v.SetConfigType("yaml")
+			err = v.ReadConfig(bytes.NewReader(data))
+		}
+		if err != nil {
 			return nil, &Error{Fields: []FieldError{{Key: "--config", Reason: fmt.Sprintf("reading %s: %v", opts.File, err)}}}
 		}
+		// What the YAML decoder would drop or wrap around without a word.
+		errs.Fields = append(errs.Fields, checkYAML(opts.File, data)...)
 	}
-	lookup := opts.LookupEnv
+	lookup, environ := opts.LookupEnv, opts.Environ
 	if lookup == nil {
 		lookup = os.LookupEnv
+		if environ == nil {
+			environ = os.Environ
+		}
 	}
 	for _, key := range sortedKeys(defaults()) {
 		name := EnvName(key)
 		if value, ok := lookup(name); ok {
 			v.Set(key, envValue(key, value))
 		}
+	}
+	if environ != nil {
+		errs.Fields = append(errs.Fields, unknownEnv(environ())...)
 	}
 	if opts.Flags != nil {
 		for flag, key := range opts.FlagKeys {
@@ -141,10 +161,19 @@ func Load(opts Options) (*Config, error) {
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
+			wholeNumberHook,
 		)
 	}
 	if err := v.Unmarshal(&cfg, decode); err != nil {
-		errs.Fields = append(errs.Fields, decodeErrors(err)...)
+		for _, f := range decodeErrors(err) {
+			if errs.Has(f.Key) { // the file check already named it, with the value as written
+				continue
+			}
+			if b, ok := Bounds()[f.Key]; ok && (strings.HasSuffix(f.Reason, " is out of range") || strings.HasSuffix(f.Reason, " is not a whole number")) {
+				f.Reason += "; must be within " + b.String()
+			}
+			errs.Fields = append(errs.Fields, f)
+		}
 	}
 	cfg.applyStreamDefaults()
 	// Validate what did decode too, so that one run reports every problem; a key that failed to decode is

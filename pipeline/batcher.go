@@ -15,6 +15,13 @@ type BatchPolicy struct {
 	MaxSize int
 	// MaxDelay is the longest an item waits in an open batch: the batch is flushed MaxDelay after its first item.
 	MaxDelay time.Duration
+	// WhenIdle sends an open batch, however small, as soon as the receiver takes it, unless items arrive
+	// fast enough to fill it within MaxDelay. With a Pool as the receiver the batch is taken when a worker is
+	// idle (the pool takes a batch only then). So at light load (one camera) every frame goes at once instead
+	// of waiting MaxDelay for frames that will not come, and under load batches still fill: the batcher keeps
+	// a moving average of the gap between items, and while (MaxSize - items) x gap <= MaxDelay it waits for
+	// MaxSize or MaxDelay as without WhenIdle.
+	WhenIdle bool
 }
 
 // Validate reports a policy without a size or time bound.
@@ -39,6 +46,10 @@ const (
 	FlushDeadline
 	// FlushShutdown: the input ended (the pipeline is draining).
 	FlushShutdown
+	// FlushIdle: the receiver was ready for a batch before it was full (BatchPolicy.WhenIdle).
+	FlushIdle
+
+	flushReasons = iota
 )
 
 func (r FlushReason) String() string {
@@ -49,6 +60,8 @@ func (r FlushReason) String() string {
 		return "deadline"
 	case FlushShutdown:
 		return "shutdown"
+	case FlushIdle:
+		return "idle"
 	}
 	return fmt.Sprintf("FlushReason(%d)", int(r))
 }
@@ -73,7 +86,7 @@ type BatchStats struct {
 	// BySize[n] counts batches of n items, for n in 1..MaxSize.
 	BySize []uint64
 	// ByReason counts batches per FlushReason.
-	ByReason [3]uint64
+	ByReason [flushReasons]uint64
 }
 
 // Batcher groups items from one input channel into batches. Several streams can feed that channel, so one
@@ -86,7 +99,7 @@ type Batcher[T any] struct {
 
 	batches, items atomic.Uint64
 	bySize         []atomic.Uint64
-	byReason       [3]atomic.Uint64
+	byReason       [flushReasons]atomic.Uint64
 }
 
 // NewBatcher returns a batcher for p. pool is how many batches are kept for reuse (one per worker plus the
@@ -153,10 +166,7 @@ func (b *Batcher[T]) Run(ctx context.Context, in <-chan T, out chan<- *Batch[T],
 		n := len(batch.Items) // read before the send: the receiver owns the batch afterwards
 		select {
 		case out <- batch:
-			b.batches.Add(1)
-			b.items.Add(uint64(n))
-			b.bySize[n].Add(1)
-			b.byReason[reason].Add(1)
+			b.account(n, reason)
 			return nil
 		case <-ctx.Done():
 			if discard != nil {
@@ -167,18 +177,41 @@ func (b *Batcher[T]) Run(ctx context.Context, in <-chan T, out chan<- *Batch[T],
 			return ctx.Err()
 		}
 	}
+	var gap time.Duration // moving average of the time between items (WhenIdle)
+	var last time.Time
 	for {
 		var deadline <-chan time.Time
+		var idle chan<- *Batch[T] // out while a batch may go to an idle receiver; nil (never ready) otherwise
+		n := 0
 		if open != nil {
 			deadline = timer.C
+			if b.policy.WhenIdle && time.Duration(b.policy.MaxSize-len(open.Items))*gap > b.policy.MaxDelay {
+				// The receiver owns the batch the moment it takes it: stamp it now, as if it were sent.
+				idle, n = out, len(open.Items)
+				open.ID, open.Closed, open.Reason = b.nextID+1, b.now(), FlushIdle
+			}
 		}
 		select {
+		case idle <- open:
+			b.nextID++
+			b.account(n, FlushIdle)
+			open = nil
+			stopTimer(timer)
 		case item, ok := <-in:
 			if !ok {
 				if open != nil {
 					return send(FlushShutdown)
 				}
 				return nil
+			}
+			if b.policy.WhenIdle {
+				now := b.now()
+				if !last.IsZero() {
+					gap += (now.Sub(last) - gap) / 8
+				} else {
+					gap = b.policy.MaxDelay // no history: behave as at light load
+				}
+				last = now
 			}
 			if open == nil {
 				open = b.newBatch()
@@ -204,6 +237,14 @@ func (b *Batcher[T]) Run(ctx context.Context, in <-chan T, out chan<- *Batch[T],
 			return ctx.Err()
 		}
 	}
+}
+
+// account records a batch sent for reason.
+func (b *Batcher[T]) account(n int, reason FlushReason) {
+	b.batches.Add(1)
+	b.items.Add(uint64(n))
+	b.bySize[n].Add(1)
+	b.byReason[reason].Add(1)
 }
 
 // Stats returns what the batcher has sent so far.

@@ -249,7 +249,7 @@ func TestBatcherCancelDiscards(t *testing.T) {
 }
 
 func TestBatchPolicyRejectsUnbounded(t *testing.T) {
-	for _, p := range []BatchPolicy{{0, time.Millisecond}, {8, 0}, {-1, -1}} {
+	for _, p := range []BatchPolicy{{MaxSize: 0, MaxDelay: time.Millisecond}, {MaxSize: 8}, {MaxSize: -1, MaxDelay: -1}} {
 		if _, err := NewBatcher[int](p, 1, nil); err == nil {
 			t.Errorf("NewBatcher(%+v) accepted an unbounded policy", p)
 		}
@@ -446,5 +446,110 @@ func TestBatcherReleaseReuse(t *testing.T) {
 	}
 	if err := <-errc; err != nil || next != 300 || b.Stats().Items != 300 {
 		t.Fatalf("err %v, received %d, stats %+v", err, next, b.Stats())
+	}
+}
+
+// TestBatcherWhenIdle: with WhenIdle, a receiver that is ready takes the open batch at once, however small;
+// while the receiver is busy the batch keeps filling up to MaxSize.
+func TestBatcherWhenIdle(t *testing.T) {
+	b, err := NewBatcher[int](BatchPolicy{MaxSize: 4, MaxDelay: time.Hour, WhenIdle: true}, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := make(chan int), make(chan *Batch[int])
+	done := make(chan error, 1)
+	go func() { done <- b.Run(context.Background(), in, out, nil) }()
+
+	// An idle receiver: one item goes at once, not after MaxDelay (an hour).
+	in <- 1
+	select {
+	case batch := <-out:
+		if len(batch.Items) != 1 || batch.Reason != FlushIdle || batch.ID != 1 {
+			t.Fatalf("batch %d: %d items, reason %s; want batch 1 of 1 item, idle", batch.ID, len(batch.Items), batch.Reason)
+		}
+		b.Release(batch)
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle receiver did not get the open batch")
+	}
+	// A busy receiver (nobody reading): items accumulate into one full batch.
+	for i := 2; i <= 5; i++ {
+		in <- i
+	}
+	batch := <-out
+	if len(batch.Items) != 4 || batch.Reason != FlushSize || batch.ID != 2 || batch.Items[0] != 2 {
+		t.Fatalf("batch %d: items %v, reason %s; want batch 2 of [2 3 4 5], size", batch.ID, batch.Items, batch.Reason)
+	}
+	close(in)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Stats(); s.ByReason[FlushIdle] != 1 || s.ByReason[FlushSize] != 1 || s.Items != 5 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestPoolTakesInputOnlyWhenIdle: the pool takes a new input only when a worker is free, so a batcher in front
+// of it keeps filling.
+func TestPoolTakesInputOnlyWhenIdle(t *testing.T) {
+	release := make(chan struct{})
+	pool, err := NewPool[int, int](1, 4, func(int) (Worker[int, int], error) {
+		return workerFunc(func(_ context.Context, v int) int { <-release; return v }), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := make(chan int), make(chan int, 4)
+	go pool.Run(context.Background(), in, out)
+	in <- 1 // taken by the idle worker, which now blocks
+	select {
+	case in <- 2:
+		t.Fatal("the pool took an input while its only worker was busy")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	in <- 2
+	close(in)
+	if a, b := <-out, <-out; a != 1 || b != 2 {
+		t.Fatalf("outputs %d, %d", a, b)
+	}
+}
+
+// workerFunc is a Worker from a function; Close does nothing.
+type workerFunc func(context.Context, int) int
+
+func (f workerFunc) Process(ctx context.Context, v int) int { return f(ctx, v) }
+func (f workerFunc) Close() error                           { return nil }
+
+// TestBatcherWhenIdleFillsUnderLoad: with WhenIdle and a receiver always ready, items that arrive often enough
+// to fill a batch within MaxDelay still make full batches (throughput under load is kept).
+func TestBatcherWhenIdleFillsUnderLoad(t *testing.T) {
+	var clock atomic.Int64 // fake minutes
+	now := func() time.Time { return time.Unix(clock.Load()*60, 0) }
+	b, err := NewBatcher[int](BatchPolicy{MaxSize: 8, MaxDelay: time.Hour, WhenIdle: true}, 4, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := make(chan int), make(chan *Batch[int])
+	go b.Run(context.Background(), in, out, nil)
+	var sizes []int
+	got := make(chan struct{})
+	go func() {
+		defer close(got)
+		for batch := range out {
+			sizes = append(sizes, len(batch.Items))
+			b.Release(batch)
+		}
+	}()
+	for i := range 400 { // one item a (fake) minute: 8 fill well within the hour
+		clock.Add(1)
+		in <- i
+	}
+	close(in)
+	<-got
+	tail := sizes[len(sizes)-11 : len(sizes)-1] // the last batch is what was left at shutdown
+	for _, n := range tail {
+		if n != 8 {
+			t.Fatalf("last batches %v, want full batches of 8 once items arrive fast (all sizes %v)", tail, sizes)
+		}
 	}
 }

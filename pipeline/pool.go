@@ -79,12 +79,19 @@ func (p *Pool[In, Out]) Run(ctx context.Context, in <-chan In, out chan<- Out) e
 		free <- &ticket[In, Out]{done: make(chan struct{}, 1)}
 	}
 
+	idle := make(chan struct{}, len(p.workers)) // a token per worker waiting for work; closed by nobody
+
 	var wg sync.WaitGroup
 	for _, w := range p.workers {
 		wg.Add(1)
 		go func(w Worker[In, Out]) {
 			defer wg.Done()
-			for t := range work {
+			for {
+				idle <- struct{}{} // never blocks: one token per worker at most
+				t, ok := <-work
+				if !ok {
+					return
+				}
 				p.busy.Add(1)
 				t.out = w.Process(ctx, t.in)
 				p.busy.Add(-1)
@@ -93,7 +100,9 @@ func (p *Pool[In, Out]) Run(ctx context.Context, in <-chan In, out chan<- Out) e
 		}(w)
 	}
 
-	// Dispatcher: takes a ticket, records its place in the order, hands it to a worker.
+	// Dispatcher: takes a ticket, waits for an idle worker, and only then takes an input, so that an upstream
+	// batcher keeps filling its batch while every worker is busy; records the input's place in the order and
+	// hands it to that worker.
 	go func() {
 		defer close(work)
 		defer close(order)
@@ -101,6 +110,11 @@ func (p *Pool[In, Out]) Run(ctx context.Context, in <-chan In, out chan<- Out) e
 			var t *ticket[In, Out]
 			select {
 			case t = <-free:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-idle:
 			case <-ctx.Done():
 				return
 			}

@@ -84,7 +84,7 @@ type Bundled interface {
 func New(cfg *config.Config, push []string, bundled Bundled) (*Plan, error) {
 	p := &Plan{QueueSize: cfg.Queue.Size, Workers: cfg.Workers, Verify: cfg.Engine.Verify, TopK: cfg.Attention.TopK,
 		IncludeVectors: cfg.Attention.IncludeVectors, StatusInterval: cfg.Status.Interval,
-		DrainTimeout: cfg.Shutdown.DrainTimeout, Batch: pipeline.BatchPolicy{MaxSize: cfg.Batch.MaxSize, MaxDelay: cfg.Batch.MaxDelay}}
+		DrainTimeout: cfg.Shutdown.DrainTimeout, Batch: pipeline.BatchPolicy{MaxSize: cfg.Batch.MaxSize, MaxDelay: cfg.Batch.MaxDelay, WhenIdle: cfg.Batch.WhenIdle}}
 	path := cfg.Model.Path
 	if path == "" {
 		var err error
@@ -99,6 +99,9 @@ func New(cfg *config.Config, push []string, bundled Bundled) (*Plan, error) {
 	p.Model, p.Labels = m, m.Meta.Labels
 	if cfg.Model.Labels != "" {
 		if p.Labels, err = readLabels(cfg.Model.Labels); err != nil {
+			return nil, &InputError{Key: "model.labels", Err: err}
+		}
+		if err := checkLabels(cfg.Model.Labels, p.Labels, m); err != nil {
 			return nil, &InputError{Key: "model.labels", Err: err}
 		}
 	}
@@ -253,4 +256,28 @@ func readLabels(path string) ([]string, error) {
 		return nil, fmt.Errorf("labels file %s has no labels", path)
 	}
 	return labels, nil
+}
+
+// checkLabels compares the number of labels read from path with the model's number of classes: the width of
+// its first output (the one results report classes from), when that width is fixed.
+func checkLabels(path string, labels []string, m *model.Model) error {
+	if len(m.Outputs) == 0 {
+		return nil
+	}
+	out := m.Outputs[0]
+	if len(out.Shape) < 2 {
+		return nil
+	}
+	classes := int64(1)
+	for _, d := range out.Shape[1:] {
+		if d <= 0 {
+			return nil // a symbolic size: known only when the model runs
+		}
+		classes *= d
+	}
+	if int64(len(labels)) != classes {
+		return fmt.Errorf("labels file %s has %d labels, but model %s has %d classes (output %q, shape %v)",
+			path, len(labels), m.Path, classes, out.Name, out.Shape)
+	}
+	return nil
 }
