@@ -1,0 +1,271 @@
+package se
+
+import (
+	"fmt"
+	"math"
+)
+
+// GateBaseline is one stream's running model of one SE block's gate vectors: what each of the block's C
+// gates usually is and how the gates usually vary together. Keep one per stream per block.
+//
+// The model is a mean vector m and a block-diagonal covariance: the channels are cut into groups of
+// GroupSize consecutive channels (the last group may be smaller) and each group keeps its full covariance
+// S_g. The gates of a block move mostly together (on the bundled model one direction holds 97-99.8 % of
+// the variance in the first two blocks), so a per-channel z-score mostly measures that common movement,
+// which normal video has plenty of; covered lenses, defocus and camera moves show up in directions the gates
+// do not usually take, which the covariance exposes. See docs/attention.md for the measurements.
+//
+// For a frame with gates s and d = s - m, Score returns
+//
+//	D = (1/C) Σ_g d_gᵀ A_g⁻¹ d_g,   A_g = (1-λ) S_g + λ diag(S_g)
+//
+// a Mahalanobis distance with the covariance shrunk by λ (Shrinkage) toward its diagonal, divided by C:
+// for Gaussian gates that match the baseline, C·D is chi-square with C degrees of freedom (mean 1,
+// variance 2/C for D). It also keeps each channel's signed z-score z_c = d_c / σ_c against the channel's
+// own variance, which names the channels that moved most.
+//
+// Learning: m and S are exponentially weighted with rate a = w · max(1/n, 1/Memory) for the n-th learned
+// frame with weight w (a running mean at first, forgetting after about Memory frames):
+// m += a d, S = (1-a)(S + a d dᵀ). The Cholesky factor of A_g that Score uses is recomputed for a few groups
+// per learned frame, round robin, so that every factor is at most Refresh learned frames old. Per frame
+// this costs O(C · GroupSize) and allocates nothing after NewGateBaseline.
+//
+// Use: Score the frame, decide how much it should count, then Learn it. Not safe for concurrent use.
+type GateBaseline struct {
+	c, group  int
+	shrink    float64
+	memory    float64
+	refresh   int
+	n         int // frames learned, counting the seed
+	next      int // next group to refactor
+	perUpdate int // groups refactored per learned frame
+
+	mean  []float64 // C
+	cov   []float64 // per group g of size m_g: lower triangle of S_g, packed by rows at off[g] (i(i+1)/2 + j)
+	chol  []float64 // same layout: lower Cholesky factor L of A_g with 1/L_ii on the diagonal; valid when ready[g]
+	off   []int     // per group, offset into cov and chol
+	inv   []float64 // C, 1/σ_c as of the last factor of c's group (0 for σ_c = 0)
+	ready []bool
+
+	dev    []float64 // C, s - m of the last Score
+	y      []float64 // GroupSize, forward-substitution scratch
+	z      []float64 // C
+	scored bool
+}
+
+// NewGateBaseline returns an empty baseline for channels gates, with covariance groups of groupSize
+// channels (1 = diagonal only), shrinkage in [0, 1], a memory of about memory frames and Cholesky factors
+// at most refresh learned frames old.
+func NewGateBaseline(channels, groupSize int, shrinkage, memory float64, refresh int) (*GateBaseline, error) {
+	switch {
+	case channels < 1:
+		return nil, fmt.Errorf("%w: gate baseline for %d channels, want >= 1", ErrShape, channels)
+	case groupSize < 1:
+		return nil, fmt.Errorf("gate baseline: group size %d, want >= 1", groupSize)
+	case !(shrinkage >= 0 && shrinkage <= 1):
+		return nil, fmt.Errorf("gate baseline: shrinkage %v, want in [0, 1]", shrinkage)
+	case !(memory >= 1) || math.IsInf(memory, 0):
+		return nil, fmt.Errorf("gate baseline: memory %v frames, want a finite value >= 1", memory)
+	case refresh < 1:
+		return nil, fmt.Errorf("gate baseline: refresh %d frames, want >= 1", refresh)
+	}
+	g := min(groupSize, channels)
+	groups := (channels + g - 1) / g
+	b := &GateBaseline{c: channels, group: g, shrink: shrinkage, memory: memory, refresh: refresh,
+		perUpdate: (groups + refresh - 1) / refresh,
+		mean:      make([]float64, channels), off: make([]int, groups), ready: make([]bool, groups),
+		dev: make([]float64, channels), y: make([]float64, g), z: make([]float64, channels), inv: make([]float64, channels)}
+	total := 0
+	for i := range groups {
+		b.off[i] = total
+		m := b.size(i)
+		total += m * (m + 1) / 2
+	}
+	b.cov = make([]float64, total)
+	b.chol = make([]float64, total)
+	return b, nil
+}
+
+// size returns the number of channels of group i.
+func (b *GateBaseline) size(i int) int { return min(b.group, b.c-i*b.group) }
+
+// Channels returns C.
+func (b *GateBaseline) Channels() int { return b.c }
+
+// Frames returns how many frames the baseline has learned (weights aside).
+func (b *GateBaseline) Frames() int { return b.n }
+
+// Mean returns the baseline's mean gate of channel c.
+func (b *GateBaseline) Mean(c int) float64 { return b.mean[c] }
+
+// Std returns the baseline's standard deviation of channel c's gate.
+func (b *GateBaseline) Std(c int) float64 {
+	g, i := c/b.group, c%b.group
+	return math.Sqrt(b.cov[b.off[g]+i*(i+1)/2+i])
+}
+
+// Z returns channel c's signed z-score (gate - mean) / std in the last scored frame, with the std as
+// of the last refresh of c's group (at most Refresh learned frames old); 0 before the first refresh.
+func (b *GateBaseline) Z(c int) float64 { return b.z[c] }
+
+// Reset forgets everything, as for a new stream.
+func (b *GateBaseline) Reset() {
+	b.n, b.next, b.scored = 0, 0, false
+	clear(b.mean)
+	clear(b.cov)
+	clear(b.chol)
+	clear(b.ready)
+	clear(b.z)
+	clear(b.inv)
+}
+
+// Score returns D for the gates s (C finite values) against the baseline as it is; 0 until every
+// group's covariance has been factored (the first Refresh-or-so learned frames). It checks s (ErrShape,
+// ErrInvalidGates) and changes only the workspace that Learn and Z read.
+func (b *GateBaseline) Score(s []float32) (float64, error) {
+	if len(s) != b.c {
+		return 0, fmt.Errorf("%w: %d gates, the baseline has %d channels", ErrShape, len(s), b.c)
+	}
+	b.scored = false
+	dev := b.dev[:len(s)]
+	for c, v := range s {
+		x := float64(v)
+		if x-x != 0 { // NaN or ±Inf
+			return 0, fmt.Errorf("%w: gate %d of %d is %v", ErrInvalidGates, c, len(s), v)
+		}
+		dev[c] = x - b.mean[c]
+	}
+	b.scored = true
+	if b.n == 0 {
+		clear(b.z)
+		return 0, nil
+	}
+	var total float64
+	complete := true
+	for g := range b.off {
+		m, o, c0 := b.size(g), b.off[g], g*b.group
+		d := b.dev[c0 : c0+m]
+		z, inv := b.z[c0:c0+m], b.inv[c0:c0+m]
+		for i, x := range d {
+			z[i] = x * inv[i]
+		}
+		if !b.ready[g] {
+			complete = false
+			continue
+		}
+		// Forward substitution L y = d; d' A⁻¹ d = |y|².
+		l := b.chol[o : o+m*(m+1)/2]
+		y := b.y[:m]
+		for i := range m {
+			r0 := i * (i + 1) / 2
+			row := l[r0 : r0+i]
+			yj := y[:len(row)]
+			// Four partial sums: one dependent chain of adds would bound this loop by add latency.
+			var a0, a1, a2, a3 float64
+			j := 0
+			for ; j+4 <= len(row); j += 4 {
+				a0 += row[j] * yj[j]
+				a1 += row[j+1] * yj[j+1]
+				a2 += row[j+2] * yj[j+2]
+				a3 += row[j+3] * yj[j+3]
+			}
+			for ; j < len(row); j++ {
+				a0 += row[j] * yj[j]
+			}
+			acc := d[i] - (a0 + a1) - (a2 + a3)
+			y[i] = acc * l[r0+i] // the factor keeps 1/L_ii on its diagonal
+			total += y[i] * y[i]
+		}
+	}
+	if !complete {
+		return 0, nil
+	}
+	return total / float64(b.c), nil
+}
+
+// Learn adds the last scored frame s to the baseline with weight w in [0, 1] (0 learns nothing, values
+// outside are clamped). It must follow a successful Score of the same s; otherwise it does nothing.
+func (b *GateBaseline) Learn(w float64, s []float32) {
+	if !b.scored || len(s) != b.c {
+		return
+	}
+	b.scored = false
+	w = clamp(w, 0, 1)
+	if w == 0 {
+		return
+	}
+	if b.n == 0 {
+		for c, v := range s {
+			b.mean[c] = float64(v)
+		}
+		b.n = 1
+		return
+	}
+	b.n++
+	a := w * max(1/float64(b.n), 1/b.memory)
+	for g := range b.off {
+		m, o, c0 := b.size(g), b.off[g], g*b.group
+		d := b.dev[c0 : c0+m]
+		cov := b.cov[o : o+m*(m+1)/2]
+		keep := 1 - a
+		for i, di := range d {
+			r0 := i * (i + 1) / 2
+			row := cov[r0 : r0+i+1]
+			dj := d[:len(row)]
+			add := keep * a * di
+			for j, x := range dj {
+				row[j] = keep*row[j] + add*x
+			}
+		}
+	}
+	for c := range b.mean {
+		b.mean[c] += a * b.dev[c]
+	}
+	for range b.perUpdate {
+		b.factor(b.next)
+		b.next = (b.next + 1) % len(b.off)
+	}
+}
+
+// factor recomputes the Cholesky factor of group g's shrunk covariance. A covariance that is not
+// positive definite (too few frames, a channel that never moved) gets a small ridge: 1e-6 of its mean
+// variance plus 1e-12, so that the factor always exists.
+func (b *GateBaseline) factor(g int) {
+	m, o := b.size(g), b.off[g]
+	cov, l := b.cov[o:o+m*(m+1)/2], b.chol[o:o+m*(m+1)/2]
+	at := func(i, j int) int { return i*(i+1)/2 + j }
+	var tr float64
+	for i := range m {
+		tr += cov[at(i, i)]
+	}
+	ridge := 1e-6*tr/float64(m) + 1e-12
+	for i := range m {
+		if v := cov[at(i, i)]; v > 0 {
+			b.inv[g*b.group+i] = 1 / math.Sqrt(v)
+		} else {
+			b.inv[g*b.group+i] = 0
+		}
+	}
+	for i := range m {
+		for j := 0; j <= i; j++ {
+			a := cov[at(i, j)]
+			if i != j {
+				a *= 1 - b.shrink
+			} else {
+				a += ridge
+			}
+			for k := range j {
+				a -= l[at(i, k)] * l[at(j, k)]
+			}
+			if i == j {
+				if a <= 0 {
+					a = ridge
+				}
+				l[at(i, i)] = 1 / math.Sqrt(a)
+			} else {
+				l[at(i, j)] = a * l[at(j, j)]
+			}
+		}
+	}
+	b.ready[g] = true
+}

@@ -1,0 +1,295 @@
+package se
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// DetectorConfig tunes a Detector. The zero value is invalid; MonitorConfig carries one.
+type DetectorConfig struct {
+	// Warmup is the number of first frames ignored entirely (the scores' own baseline is still learning).
+	Warmup int
+	// Calibration is the number of frames after Warmup whose scores set the thresholds. They are taken
+	// to be normal: start a stream on a normal view.
+	Calibration int
+	// Quantile: a frame is a hit when any input's score is above that input's Quantile over the
+	// calibration frames.
+	Quantile float64
+	// Window is the sliding window, in frames, in which hits are counted.
+	Window int
+	// FalseAlarmFrames is the target mean number of frames between false alarms on normal frames; the
+	// number of hits within Window that raises an alarm is chosen for it (see Detector).
+	FalseAlarmFrames float64
+	// FallFrames: an alarm falls after this many consecutive frames without a hit.
+	FallFrames int
+}
+
+// DetectorPhase is where a Detector is in its life.
+type DetectorPhase int
+
+const (
+	// Warming: scores are ignored.
+	Warming DetectorPhase = iota
+	// Calibrating: scores are collected to set the thresholds; no alarm.
+	Calibrating
+	// Detecting: thresholds are set; alarms rise and fall.
+	Detecting
+)
+
+// String returns "warming", "calibrating" or "detecting".
+func (p DetectorPhase) String() string {
+	switch p {
+	case Warming:
+		return "warming"
+	case Calibrating:
+		return "calibrating"
+	case Detecting:
+		return "detecting"
+	}
+	return "unknown"
+}
+
+// Detector turns per-frame scores (one or more inputs, for example one per SE block) into alarms that rise
+// and fall, calibrated on the stream's own normal frames rather than on a fixed threshold.
+//
+// After Warmup frames it collects Calibration frames of scores. At the end of calibration, input i's
+// threshold q_i is the Quantile of its calibration scores. A frame is a hit when some input has
+// score_i > q_i; hits are counted in a sliding window of Window frames. An alarm rises when the count
+// reaches RiseCount and falls after FallFrames consecutive frames without a hit, so one odd frame never
+// raises an alarm (unless RiseCount is 1) and an alarm lasts at least FallFrames frames.
+//
+// RiseCount is calibrated to FalseAlarmFrames: it is the smallest m for which the binomial tail
+// P(Binomial(Window, p) >= m) <= 1/FalseAlarmFrames, with p the fraction of calibration frames that are
+// hits (at least 1 - Quantile), and it is also more than the largest count any window of the
+// calibration frames reached: normal video is correlated from frame to frame, so hits cluster more than a
+// binomial says, and the calibration frames are the one sample of that clustering the detector has.
+// RiseCount is at most Window; when even Window hits are too likely, RiseCount is Window.
+//
+// Update allocates nothing; a Detector is not safe for concurrent use.
+type Detector struct {
+	cfg    DetectorConfig
+	inputs int
+	frames int // frames seen
+
+	calib  []float64 // Calibration x inputs, frame-major
+	sorted []float64 // scratch for the quantiles
+	thresh []float64 // per input, after calibration
+	rise   int
+	hitP   float64
+
+	ring  []bool // last Window hit flags
+	pos   int
+	count int
+	clean int // consecutive frames without a hit
+	on    bool
+}
+
+// DetectorStep is the outcome of one frame.
+type DetectorStep struct {
+	Phase DetectorPhase
+	// Hit: some input was over its threshold on this frame.
+	Hit bool
+	// Count is the number of hits in the last Window frames (this one included).
+	Count int
+	// On is the alarm state after this frame; Rose and Fell tell whether it changed on this frame.
+	On, Rose, Fell bool
+}
+
+// NewDetector returns a Detector for the given number of score inputs (>= 1).
+func NewDetector(cfg DetectorConfig, inputs int) (*Detector, error) {
+	if inputs < 1 {
+		return nil, fmt.Errorf("detector: %d inputs, want >= 1", inputs)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Detector{cfg: cfg, inputs: inputs,
+		calib: make([]float64, cfg.Calibration*inputs), sorted: make([]float64, cfg.Calibration),
+		thresh: make([]float64, inputs), ring: make([]bool, cfg.Window)}, nil
+}
+
+func (c DetectorConfig) validate() error {
+	switch {
+	case c.Warmup < 0:
+		return fmt.Errorf("detector: warmup %d, want >= 0", c.Warmup)
+	case c.Calibration < 1:
+		return fmt.Errorf("detector: calibration %d, want >= 1", c.Calibration)
+	case !(c.Quantile > 0 && c.Quantile < 1):
+		return fmt.Errorf("detector: quantile %v, want in (0, 1)", c.Quantile)
+	case c.Window < 1:
+		return fmt.Errorf("detector: window %d, want >= 1", c.Window)
+	case !(c.FalseAlarmFrames >= 1):
+		return fmt.Errorf("detector: false alarm frames %v, want >= 1", c.FalseAlarmFrames)
+	case c.FallFrames < 1:
+		return fmt.Errorf("detector: fall frames %d, want >= 1", c.FallFrames)
+	}
+	return nil
+}
+
+// Phase returns the current phase.
+func (d *Detector) Phase() DetectorPhase {
+	switch {
+	case d.frames < d.cfg.Warmup:
+		return Warming
+	case d.frames < d.cfg.Warmup+d.cfg.Calibration:
+		return Calibrating
+	}
+	return Detecting
+}
+
+// Threshold returns input i's per-frame threshold; 0 before calibration ends.
+func (d *Detector) Threshold(i int) float64 { return d.thresh[i] }
+
+// RiseCount returns the calibrated number of hits within Window that raises an alarm; 0 before
+// calibration ends.
+func (d *Detector) RiseCount() int { return d.rise }
+
+// HitRate returns the fraction of calibration frames that were hits; 0 before calibration ends.
+func (d *Detector) HitRate() float64 { return d.hitP }
+
+// On reports whether the alarm is on.
+func (d *Detector) On() bool { return d.on }
+
+// Over reports whether score is over input i's threshold (false before calibration ends).
+func (d *Detector) Over(i int, score float64) bool { return d.rise > 0 && score > d.thresh[i] }
+
+// Reset forgets the calibration and the state, as for a new stream.
+func (d *Detector) Reset() {
+	d.frames, d.rise, d.hitP, d.pos, d.count, d.clean, d.on = 0, 0, 0, 0, 0, 0, false
+	clear(d.thresh)
+	clear(d.ring)
+}
+
+// Update feeds one frame's scores, one per input (len(scores) must be the number of inputs; NaN counts
+// as no hit) and returns the frame's outcome.
+func (d *Detector) Update(scores []float64) (DetectorStep, error) {
+	if len(scores) != d.inputs {
+		return DetectorStep{}, fmt.Errorf("%w: detector got %d scores, has %d inputs", ErrShape, len(scores), d.inputs)
+	}
+	phase := d.Phase()
+	d.frames = min(d.frames+1, math.MaxInt-1)
+	switch phase {
+	case Warming:
+		return DetectorStep{Phase: phase}, nil
+	case Calibrating:
+		i := d.frames - 1 - d.cfg.Warmup
+		copy(d.calib[i*d.inputs:(i+1)*d.inputs], scores)
+		if i == d.cfg.Calibration-1 {
+			d.calibrate()
+		}
+		return DetectorStep{Phase: phase}, nil
+	}
+	hit := false
+	for i, s := range scores {
+		if s > d.thresh[i] {
+			hit = true
+			break
+		}
+	}
+	st := DetectorStep{Phase: Detecting, Hit: hit}
+	d.push(hit)
+	st.Count = d.count
+	if hit {
+		d.clean = 0
+	} else {
+		d.clean++
+	}
+	switch {
+	case !d.on && d.count >= d.rise:
+		d.on, st.Rose = true, true
+	case d.on && d.clean >= d.cfg.FallFrames:
+		d.on, st.Fell = false, true
+	}
+	st.On = d.on
+	return st, nil
+}
+
+// push adds one hit flag to the sliding window.
+func (d *Detector) push(hit bool) {
+	if d.ring[d.pos] {
+		d.count--
+	}
+	d.ring[d.pos] = hit
+	if hit {
+		d.count++
+	}
+	d.pos = (d.pos + 1) % len(d.ring)
+}
+
+// calibrate sets the thresholds and RiseCount from the calibration scores.
+func (d *Detector) calibrate() {
+	n := d.cfg.Calibration
+	for in := range d.inputs {
+		for i := range n {
+			d.sorted[i] = d.calib[i*d.inputs+in]
+		}
+		d.thresh[in] = quantileSorted(d.sorted[:n], d.cfg.Quantile)
+	}
+	// Hit rate and the largest windowed count over the calibration frames, with the thresholds now set.
+	hits, maxCount := 0, 0
+	clear(d.ring)
+	d.pos, d.count = 0, 0
+	for i := range n {
+		hit := false
+		for in := range d.inputs {
+			if d.calib[i*d.inputs+in] > d.thresh[in] {
+				hit = true
+				break
+			}
+		}
+		if hit {
+			hits++
+		}
+		d.push(hit)
+		maxCount = max(maxCount, d.count)
+	}
+	clear(d.ring)
+	d.pos, d.count = 0, 0
+	d.hitP = float64(hits) / float64(n)
+	p := max(d.hitP, 1-d.cfg.Quantile)
+	m := BinomialRiseCount(d.cfg.Window, p, 1/d.cfg.FalseAlarmFrames)
+	d.rise = min(max(m, maxCount+1), d.cfg.Window)
+}
+
+// quantileSorted sorts x in place and returns its q-quantile with linear interpolation between order
+// statistics (numpy's default).
+func quantileSorted(x []float64, q float64) float64 {
+	slices.Sort(x)
+	if len(x) == 1 {
+		return x[0]
+	}
+	h := q * float64(len(x)-1)
+	lo := int(math.Floor(h))
+	if lo >= len(x)-1 {
+		return x[len(x)-1]
+	}
+	return x[lo] + (h-float64(lo))*(x[lo+1]-x[lo])
+}
+
+// BinomialRiseCount returns the smallest m in [1, window] with P(Binomial(window, p) >= m) <= alpha, or
+// window when none is.
+func BinomialRiseCount(window int, p, alpha float64) int {
+	if p <= 0 {
+		return 1
+	}
+	if p >= 1 {
+		return window
+	}
+	// Tail sums from the top: P(X >= m) = Σ_{k>=m} C(n,k) p^k (1-p)^(n-k), computed in log space.
+	lp, lq := math.Log(p), math.Log1p(-p)
+	lgn, _ := math.Lgamma(float64(window) + 1)
+	tail := 0.0
+	for m := window; m >= 1; m-- {
+		lgk, _ := math.Lgamma(float64(m) + 1)
+		lgnk, _ := math.Lgamma(float64(window-m) + 1)
+		tail += math.Exp(lgn - lgk - lgnk + float64(m)*lp + float64(window-m)*lq)
+		if tail > alpha {
+			if m == window {
+				return window
+			}
+			return m + 1
+		}
+	}
+	return 1
+}

@@ -1,0 +1,330 @@
+package se
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// MonitorConfig tunes an AttentionMonitor. The zero value is invalid; start from DefaultMonitorConfig.
+// MonitorRanges gives every field's valid range; Validate checks against it.
+type MonitorConfig struct {
+	// GroupSize is the number of consecutive channels whose gates share one full covariance in the
+	// baseline (1 = per-channel variances only). Larger catches more of how channels move together and
+	// costs O(C · GroupSize) per frame.
+	GroupSize int
+	// Shrinkage pulls each covariance toward its diagonal: A = (1-λ) S + λ diag(S).
+	Shrinkage float64
+	// MemoryFrames: the baseline forgets with rate 1/MemoryFrames per frame (a running mean before that).
+	MemoryFrames float64
+	// RefreshFrames bounds how many learned frames old a group's Cholesky factor may be.
+	RefreshFrames int
+	// WarmupFrames only build the baseline; no score is judged.
+	WarmupFrames int
+	// CalibrationFrames follow the warm-up: their scores set the thresholds (they are taken to be normal).
+	CalibrationFrames int
+	// FrameQuantile: a block's score above this quantile of its calibration scores is a hit.
+	FrameQuantile float64
+	// WindowFrames is the sliding window in which hits are counted.
+	WindowFrames int
+	// FalseAlarmFrames is the target mean number of normal frames between false alarms (43200 = one an
+	// hour at 12 fps); it sets how many hits within WindowFrames raise an alarm.
+	FalseAlarmFrames float64
+	// FallFrames: an alarm falls after this many consecutive frames without a hit.
+	FallFrames int
+	// OutlierRatio and OutlierWeight: after calibration, a frame with some block's score above
+	// OutlierRatio times that block's threshold, and every frame while the alarm is on, enters the baseline
+	// with weight OutlierWeight (0 = not at all), so that a tamper is measured against the view from before
+	// it and a lasting change is still absorbed, slowly.
+	OutlierRatio  float64
+	OutlierWeight float64
+	// TopChannels is how many channels per block are reported as having moved most (largest |z|).
+	TopChannels int
+}
+
+// DefaultMonitorConfig returns the configuration measured on the bundled model and sample video at
+// 12 fps (docs/attention.md): 20 s of warm-up, 20 s of calibration, hits over the 99 % quantile counted
+// over 1 s, one false alarm an hour as the target.
+func DefaultMonitorConfig() MonitorConfig {
+	return MonitorConfig{GroupSize: 16, Shrinkage: 0.01, MemoryFrames: 600, RefreshFrames: 12,
+		WarmupFrames: 240, CalibrationFrames: 240, FrameQuantile: 0.99, WindowFrames: 12,
+		FalseAlarmFrames: 43200, FallFrames: 12, OutlierRatio: 2, OutlierWeight: 0.1, TopChannels: 5}
+}
+
+// Range is the closed interval [Min, Max] of one MonitorConfig field; Name is the field's name in
+// snake_case, as a configuration key would spell it.
+type Range struct {
+	Field   string
+	Name    string
+	Min     float64
+	Max     float64
+	Integer bool
+}
+
+// MonitorRanges returns the valid range of every MonitorConfig field, in declaration order.
+func MonitorRanges() []Range {
+	return []Range{
+		{"GroupSize", "group_size", 1, 256, true},
+		{"Shrinkage", "shrinkage", 0, 1, false},
+		{"MemoryFrames", "memory_frames", 10, 1e7, false},
+		{"RefreshFrames", "refresh_frames", 1, 1e5, true},
+		{"WarmupFrames", "warmup_frames", 10, 1e6, true},
+		{"CalibrationFrames", "calibration_frames", 20, 1e5, true},
+		{"FrameQuantile", "frame_quantile", 0.5, 0.9999, false},
+		{"WindowFrames", "window_frames", 1, 1000, true},
+		{"FalseAlarmFrames", "false_alarm_frames", 10, 1e12, false},
+		{"FallFrames", "fall_frames", 1, 1e5, true},
+		{"OutlierRatio", "outlier_ratio", 1, 1e6, false},
+		{"OutlierWeight", "outlier_weight", 0, 1, false},
+		{"TopChannels", "top_channels", 0, 64, true},
+	}
+}
+
+// values returns the fields in MonitorRanges order.
+func (c MonitorConfig) values() []float64 {
+	return []float64{float64(c.GroupSize), c.Shrinkage, c.MemoryFrames, float64(c.RefreshFrames),
+		float64(c.WarmupFrames), float64(c.CalibrationFrames), c.FrameQuantile, float64(c.WindowFrames),
+		c.FalseAlarmFrames, float64(c.FallFrames), c.OutlierRatio, c.OutlierWeight, float64(c.TopChannels)}
+}
+
+// FieldError is one out-of-range MonitorConfig field.
+type FieldError struct {
+	Range Range
+	Value float64
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s is %v, want in [%v, %v]", e.Range.Name, e.Value, e.Range.Min, e.Range.Max)
+}
+
+// Validate reports every field outside its MonitorRanges range, each as a *FieldError, joined.
+func (c MonitorConfig) Validate() error {
+	var errs []error
+	v := c.values()
+	for i, r := range MonitorRanges() {
+		if !(v[i] >= r.Min && v[i] <= r.Max) {
+			errs = append(errs, &FieldError{Range: r, Value: v[i]})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c MonitorConfig) detector() DetectorConfig {
+	return DetectorConfig{Warmup: c.WarmupFrames, Calibration: c.CalibrationFrames, Quantile: c.FrameQuantile,
+		Window: c.WindowFrames, FalseAlarmFrames: c.FalseAlarmFrames, FallFrames: c.FallFrames}
+}
+
+// MovedChannel is a channel whose gate moved far from its baseline: Z = (gate - mean) / std.
+type MovedChannel struct {
+	Channel int
+	Z       float64
+}
+
+// BlockSample is one SE block's part of a MonitorSample.
+type BlockSample struct {
+	// Score is the block's drift score D (see GateBaseline): about 1 or below on typical frames; 0 until
+	// the baseline has enough frames.
+	Score float64
+	// Threshold is the block's per-frame threshold (its calibrated quantile); 0 before calibration ends.
+	Threshold float64
+	// Over: Score > Threshold on this frame.
+	Over bool
+	// Moved lists up to TopChannels channels with the largest |Z|, largest first.
+	Moved []MovedChannel
+}
+
+// MonitorSample is one frame's outcome. Make it with AttentionMonitor.NewSample and reuse it: Update
+// overwrites it without allocating.
+type MonitorSample struct {
+	Frame uint64
+	// Phase is warming, calibrating or detecting; WarmedUp is Phase == Detecting.
+	Phase    DetectorPhase
+	WarmedUp bool
+	// Score is the stream's score: the largest Score/Threshold over the blocks (a frame is a hit when it
+	// is above 1); 0 before calibration ends.
+	Score float64
+	// Hits is the number of hit frames in the last WindowFrames frames; RiseCount the number that raises
+	// an alarm.
+	Hits, RiseCount int
+	// On is the alarm state after this frame.
+	On     bool
+	Blocks []BlockSample
+}
+
+// AttentionEvent is a change of a stream's attention alarm: drift on (Rise) or off.
+type AttentionEvent struct {
+	Frame uint64
+	// On is true when the alarm rose, false when it fell.
+	On bool
+	// Score is the stream's score on that frame and Hits the windowed hit count; RiseCount the count
+	// that raises an alarm.
+	Score     float64
+	Hits      int
+	RiseCount int
+	// Blocks lists, for each block over its threshold on that frame (on a fall: every block), its order,
+	// score, threshold and most moved channels.
+	Blocks []EventBlock
+}
+
+// EventBlock is one block in an AttentionEvent.
+type EventBlock struct {
+	Order     int
+	Score     float64
+	Threshold float64
+	Moved     []MovedChannel
+}
+
+// Kind returns "drift_on" or "drift_off".
+func (e *AttentionEvent) Kind() string {
+	if e.On {
+		return "drift_on"
+	}
+	return "drift_off"
+}
+
+// AttentionMonitor watches one stream's SE gates, all blocks, and raises calibrated drift alarms. Make one
+// per stream with NewAttentionMonitor and call Update once per frame, in frame order, from the goroutine
+// that owns the stream's postprocessing. Not safe for concurrent use.
+type AttentionMonitor struct {
+	cfg      MonitorConfig
+	channels []int
+	base     []*GateBaseline
+	det      *Detector
+	scores   []float64
+}
+
+// NewAttentionMonitor returns a monitor for a model whose SE blocks, in model block order, have the given
+// channel counts.
+func NewAttentionMonitor(cfg MonitorConfig, channels []int) (*AttentionMonitor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("attention monitor: %w", err)
+	}
+	if len(channels) == 0 {
+		return nil, fmt.Errorf("%w: attention monitor for no SE blocks", ErrShape)
+	}
+	m := &AttentionMonitor{cfg: cfg, channels: append([]int(nil), channels...), base: make([]*GateBaseline, len(channels)),
+		scores: make([]float64, len(channels))}
+	for i, c := range channels {
+		b, err := NewGateBaseline(c, cfg.GroupSize, cfg.Shrinkage, cfg.MemoryFrames, cfg.RefreshFrames)
+		if err != nil {
+			return nil, fmt.Errorf("attention monitor, block %d: %w", i, err)
+		}
+		m.base[i] = b
+	}
+	var err error
+	if m.det, err = NewDetector(cfg.detector(), len(channels)); err != nil {
+		return nil, fmt.Errorf("attention monitor: %w", err)
+	}
+	return m, nil
+}
+
+// Config returns the monitor's configuration.
+func (m *AttentionMonitor) Config() MonitorConfig { return m.cfg }
+
+// NewSample returns a MonitorSample sized for this monitor, to pass to every Update.
+func (m *AttentionMonitor) NewSample() *MonitorSample {
+	s := &MonitorSample{Blocks: make([]BlockSample, len(m.channels))}
+	for i, c := range m.channels {
+		s.Blocks[i].Moved = make([]MovedChannel, 0, min(m.cfg.TopChannels, c))
+	}
+	return s
+}
+
+// Baseline returns block i's baseline (for inspection; do not feed it).
+func (m *AttentionMonitor) Baseline(i int) *GateBaseline { return m.base[i] }
+
+// Reset forgets baselines, calibration and alarm, as for a new stream (after a source reconnects to a
+// different view, for example). No event is raised.
+func (m *AttentionMonitor) Reset() {
+	for _, b := range m.base {
+		b.Reset()
+	}
+	m.det.Reset()
+}
+
+// Update feeds one frame: gates[i] is block i's gate vector (len(gates) blocks, block i with the channel
+// count given to NewAttentionMonitor). It fills out (from NewSample) and returns an event when the alarm
+// rose or fell on this frame, nil otherwise. Bad gates (wrong count or length: ErrShape; NaN or Inf:
+// ErrInvalidGates) return an error and leave the monitor as it was. Update allocates only for events.
+func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorSample) (*AttentionEvent, error) {
+	if len(gates) != len(m.base) {
+		return nil, fmt.Errorf("%w: frame %d has %d SE blocks, the monitor has %d", ErrShape, frame, len(gates), len(m.base))
+	}
+	if len(out.Blocks) != len(m.base) {
+		return nil, fmt.Errorf("%w: sample has %d blocks, the monitor has %d (use NewSample)", ErrShape, len(out.Blocks), len(m.base))
+	}
+	for i, b := range m.base {
+		sc, err := b.Score(gates[i])
+		if err != nil {
+			return nil, fmt.Errorf("frame %d, block %d: %w", frame, i, err)
+		}
+		m.scores[i] = sc
+	}
+	step, err := m.det.Update(m.scores)
+	if err != nil {
+		return nil, err
+	}
+	out.Frame, out.Phase, out.WarmedUp = frame, step.Phase, step.Phase == Detecting
+	out.Hits, out.RiseCount, out.On = step.Count, m.det.RiseCount(), step.On
+	out.Score = 0
+	outlier := false
+	for i, b := range m.base {
+		bs := &out.Blocks[i]
+		bs.Score = m.scores[i]
+		bs.Threshold = m.det.Threshold(i)
+		bs.Over = m.det.Over(i, bs.Score)
+		bs.Moved = topMoved(bs.Moved[:0], b, cap(bs.Moved))
+		if bs.Threshold > 0 {
+			r := bs.Score / bs.Threshold
+			out.Score = max(out.Score, r)
+			if r > m.cfg.OutlierRatio {
+				outlier = true
+			}
+		}
+	}
+	w := 1.0
+	if step.Phase == Detecting && (outlier || step.On || step.Fell) {
+		w = m.cfg.OutlierWeight
+	}
+	for i, b := range m.base {
+		b.Learn(w, gates[i])
+	}
+	if !step.Rose && !step.Fell {
+		return nil, nil
+	}
+	ev := &AttentionEvent{Frame: frame, On: step.Rose, Score: out.Score, Hits: step.Count, RiseCount: out.RiseCount}
+	for i := range out.Blocks {
+		bs := &out.Blocks[i]
+		if bs.Over || step.Fell {
+			ev.Blocks = append(ev.Blocks, EventBlock{Order: i, Score: bs.Score, Threshold: bs.Threshold,
+				Moved: append([]MovedChannel(nil), bs.Moved...)})
+		}
+	}
+	return ev, nil
+}
+
+// topMoved fills dst (cap k) with the k channels of b's last scored frame with the largest |z|, largest
+// first, equal |z| by lower channel.
+func topMoved(dst []MovedChannel, b *GateBaseline, k int) []MovedChannel {
+	if k == 0 {
+		return dst
+	}
+	for c := range b.Channels() {
+		z := b.Z(c)
+		az := math.Abs(z)
+		if len(dst) == k {
+			if az <= math.Abs(dst[k-1].Z) {
+				continue
+			}
+			dst = dst[:k-1]
+		}
+		j := len(dst)
+		for j > 0 && math.Abs(dst[j-1].Z) < az {
+			j--
+		}
+		dst = append(dst, MovedChannel{})
+		copy(dst[j+1:], dst[j:])
+		dst[j] = MovedChannel{Channel: c, Z: z}
+	}
+	return dst
+}
