@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/sestream/sestream/internal/quantile"
 )
 
 // DetectorConfig tunes a Detector. The zero value is invalid; MonitorConfig carries one.
@@ -54,7 +56,7 @@ func (p DetectorPhase) String() string {
 // and fall, calibrated on the stream's own normal frames rather than on a fixed threshold.
 //
 // After Warmup frames it collects Calibration frames of scores. At the end of calibration, input i's
-// threshold q_i is the Quantile of its calibration scores. A frame is a hit when some input has
+// threshold q_i is the Quantile of its calibration scores (nearest rank). A frame is a hit when some input has
 // score_i > q_i; hits are counted in a sliding window of Window frames. An alarm rises when the count
 // reaches RiseCount and falls after FallFrames consecutive frames without a hit, so one odd frame never
 // raises an alarm (unless RiseCount is 1) and an alarm lasts at least FallFrames frames.
@@ -83,6 +85,7 @@ type Detector struct {
 	count int
 	clean int // consecutive frames without a hit
 	on    bool
+	onFor int // frames since the alarm rose, this one included
 }
 
 // DetectorStep is the outcome of one frame.
@@ -94,6 +97,8 @@ type DetectorStep struct {
 	Count int
 	// On is the alarm state after this frame; Rose and Fell tell whether it changed on this frame.
 	On, Rose, Fell bool
+	// OnFor is the number of frames the alarm has been on, this one included; 0 when it is off.
+	OnFor int
 }
 
 // NewDetector returns a Detector for the given number of score inputs (>= 1).
@@ -156,7 +161,7 @@ func (d *Detector) Over(i int, score float64) bool { return d.rise > 0 && score 
 
 // Reset forgets the calibration and the state, as for a new stream.
 func (d *Detector) Reset() {
-	d.frames, d.rise, d.hitP, d.pos, d.count, d.clean, d.on = 0, 0, 0, 0, 0, 0, false
+	d.frames, d.rise, d.hitP, d.pos, d.count, d.clean, d.on, d.onFor = 0, 0, 0, 0, 0, 0, false, 0
 	clear(d.thresh)
 	clear(d.ring)
 }
@@ -202,6 +207,12 @@ func (d *Detector) Update(scores []float64) (DetectorStep, error) {
 		d.on, st.Fell = false, true
 	}
 	st.On = d.on
+	if d.on {
+		d.onFor = min(d.onFor+1, math.MaxInt-1)
+	} else {
+		d.onFor = 0
+	}
+	st.OnFor = d.onFor
 	return st, nil
 }
 
@@ -224,7 +235,8 @@ func (d *Detector) calibrate() {
 		for i := range n {
 			d.sorted[i] = d.calib[i*d.inputs+in]
 		}
-		d.thresh[in] = quantileSorted(d.sorted[:n], d.cfg.Quantile)
+		slices.Sort(d.sorted[:n])
+		d.thresh[in] = quantile.NearestRank(d.sorted[:n], d.cfg.Quantile)
 	}
 	// Hit rate and the largest windowed count over the calibration frames, with the thresholds now set.
 	hits, maxCount := 0, 0
@@ -250,21 +262,6 @@ func (d *Detector) calibrate() {
 	p := max(d.hitP, 1-d.cfg.Quantile)
 	m := BinomialRiseCount(d.cfg.Window, p, 1/d.cfg.FalseAlarmFrames)
 	d.rise = min(max(m, maxCount+1), d.cfg.Window)
-}
-
-// quantileSorted sorts x in place and returns its q-quantile with linear interpolation between order
-// statistics (numpy's default).
-func quantileSorted(x []float64, q float64) float64 {
-	slices.Sort(x)
-	if len(x) == 1 {
-		return x[0]
-	}
-	h := q * float64(len(x)-1)
-	lo := int(math.Floor(h))
-	if lo >= len(x)-1 {
-		return x[len(x)-1]
-	}
-	return x[lo] + (h-float64(lo))*(x[lo+1]-x[lo])
 }
 
 // BinomialRiseCount returns the smallest m in [1, window] with P(Binomial(window, p) >= m) <= alpha, or

@@ -35,9 +35,12 @@ type MonitorConfig struct {
 	// OutlierRatio and OutlierWeight: after calibration, a frame with some block's score above
 	// OutlierRatio times that block's threshold, and every frame while the alarm is on, enters the baseline
 	// with weight OutlierWeight (0 = not at all), so that a tamper is measured against the view from before
-	// it and a lasting change is still absorbed, slowly.
+	// it and does not linger in the baseline after it ends.
 	OutlierRatio  float64
 	OutlierWeight float64
+	// AbsorbFrames: once the alarm has been on this long, frames learn with full weight again, so that a
+	// lasting change (the camera was re-aimed) becomes the new normal and the alarm falls.
+	AbsorbFrames int
 	// TopChannels is how many channels per block are reported as having moved most (largest |z|).
 	TopChannels int
 }
@@ -48,7 +51,7 @@ type MonitorConfig struct {
 func DefaultMonitorConfig() MonitorConfig {
 	return MonitorConfig{GroupSize: 16, Shrinkage: 0.01, MemoryFrames: 600, RefreshFrames: 12,
 		WarmupFrames: 240, CalibrationFrames: 240, FrameQuantile: 0.99, WindowFrames: 12,
-		FalseAlarmFrames: 43200, FallFrames: 12, OutlierRatio: 2, OutlierWeight: 0.1, TopChannels: 5}
+		FalseAlarmFrames: 43200, FallFrames: 12, OutlierRatio: 2, OutlierWeight: 0, AbsorbFrames: 600, TopChannels: 5}
 }
 
 // Range is the closed interval [Min, Max] of one MonitorConfig field; Name is the field's name in
@@ -76,6 +79,7 @@ func MonitorRanges() []Range {
 		{"FallFrames", "fall_frames", 1, 1e5, true},
 		{"OutlierRatio", "outlier_ratio", 1, 1e6, false},
 		{"OutlierWeight", "outlier_weight", 0, 1, false},
+		{"AbsorbFrames", "absorb_frames", 1, 1e7, true},
 		{"TopChannels", "top_channels", 0, 64, true},
 	}
 }
@@ -84,7 +88,7 @@ func MonitorRanges() []Range {
 func (c MonitorConfig) values() []float64 {
 	return []float64{float64(c.GroupSize), c.Shrinkage, c.MemoryFrames, float64(c.RefreshFrames),
 		float64(c.WarmupFrames), float64(c.CalibrationFrames), c.FrameQuantile, float64(c.WindowFrames),
-		c.FalseAlarmFrames, float64(c.FallFrames), c.OutlierRatio, c.OutlierWeight, float64(c.TopChannels)}
+		c.FalseAlarmFrames, float64(c.FallFrames), c.OutlierRatio, c.OutlierWeight, float64(c.AbsorbFrames), float64(c.TopChannels)}
 }
 
 // FieldError is one out-of-range MonitorConfig field.
@@ -97,7 +101,8 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("%s is %v, want in [%v, %v]", e.Range.Name, e.Value, e.Range.Min, e.Range.Max)
 }
 
-// Validate reports every field outside its MonitorRanges range, each as a *FieldError, joined.
+// Validate reports every field outside its MonitorRanges range, each as a *FieldError, joined in
+// MonitorRanges order.
 func (c MonitorConfig) Validate() error {
 	var errs []error
 	v := c.values()
@@ -107,6 +112,20 @@ func (c MonitorConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// FieldErrors returns the out-of-range fields keyed by their Range.Name (group_size, shrinkage, ...), as
+// DriftConfig.FieldErrors does: MonitorRanges is the one place the ranges are defined, and config reports
+// these under its own keys.
+func (c MonitorConfig) FieldErrors() map[string]error {
+	errs := map[string]error{}
+	v := c.values()
+	for i, r := range MonitorRanges() {
+		if !(v[i] >= r.Min && v[i] <= r.Max) {
+			errs[r.Name] = &FieldError{Range: r, Value: v[i]}
+		}
+	}
+	return errs
 }
 
 func (c MonitorConfig) detector() DetectorConfig {
@@ -283,7 +302,7 @@ func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorS
 		}
 	}
 	w := 1.0
-	if step.Phase == Detecting && (outlier || step.On || step.Fell) {
+	if step.Phase == Detecting && (outlier || step.On || step.Fell) && step.OnFor < m.cfg.AbsorbFrames {
 		w = m.cfg.OutlierWeight
 	}
 	for i, b := range m.base {

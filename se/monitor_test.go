@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sestream/sestream/internal/quantile"
 )
 
 // chi2Quantile is the Wilson-Hilferty approximation of the chi-square quantile with k degrees of freedom
@@ -73,7 +75,8 @@ func TestGateBaselineGaussianScore(t *testing.T) {
 			sum += d[i]
 		}
 		mean := sum / n
-		q99 := quantileSorted(d, 0.99)
+		slices.Sort(d)
+		q99 := quantile.NearestRank(d, 0.99)
 		want99 := chi2Quantile(float64(tc.c), 2.3263) / float64(tc.c)
 		// The mean of n draws of D has standard error sqrt(2/C/n) < 0.003; estimation error of the
 		// covariance from 20000 frames adds about C/20000.
