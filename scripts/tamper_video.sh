@@ -4,8 +4,8 @@
 #   scripts/tamper_video.sh OUT_DIR
 #
 # writes
-#   OUT_DIR/tamper.mp4         124 s at 12 fps (1488 frames), 640 x 360: the sample looped, with six labelled
-#                              event windows of 4 s separated by 10 s of unaltered video; the first 40 s are
+#   OUT_DIR/tamper.mp4         164 s at 12 fps (1968 frames), 640 x 360: the sample looped, with six labelled
+#                              event windows of 4 s separated by 10 s of unaltered video; the first 80 s are
 #                              unaltered (warm-up and calibration of a detector)
 #   OUT_DIR/tamper.labels.csv  one row per window: kind,start_s,end_s,first_frame,last_frame (frames inclusive,
 #                              0-based, frame i at i/12 s)
@@ -38,7 +38,7 @@ command -v ffmpeg >/dev/null || { echo "$0: ffmpeg not found" >&2; exit 1; }
 mkdir -p "$out"
 
 fps=12
-lead=40   # seconds of normal video before the first window
+lead=80   # seconds of normal video before the first window: warm-up (20 s) and calibration (60 s)
 win=4     # seconds per window
 gap=10    # seconds of normal video after each window
 kinds=(black dim blur shift freeze scene)

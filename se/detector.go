@@ -23,7 +23,9 @@ type DetectorConfig struct {
 	// FalseAlarmFrames is the target mean number of frames between false alarms on normal frames; the
 	// number of hits within Window that raises an alarm is chosen for it (see Detector).
 	FalseAlarmFrames float64
-	// FallFrames: an alarm falls after this many consecutive frames without a hit.
+	// FallFrames: an alarm falls after the windowed count has stayed at or below the fall level (what
+	// normal frames give: the calibration hit rate times Window, rounded up) for this many consecutive
+	// frames.
 	FallFrames int
 }
 
@@ -58,12 +60,15 @@ func (p DetectorPhase) String() string {
 // After Warmup frames it collects Calibration frames of scores. At the end of calibration, input i's
 // threshold q_i is the Quantile of its calibration scores (nearest rank). A frame is a hit when some input has
 // score_i > q_i; hits are counted in a sliding window of Window frames. An alarm rises when the count
-// reaches RiseCount and falls after FallFrames consecutive frames without a hit, so one odd frame never
-// raises an alarm (unless RiseCount is 1) and an alarm lasts at least FallFrames frames.
+// reaches RiseCount and falls when the count has stayed at or below FallCount (the count normal frames
+// give: calibration hit rate x Window, rounded up, below RiseCount) for FallFrames consecutive frames. So
+// one odd frame never raises an alarm (unless RiseCount is 1), an alarm lasts at least FallFrames frames,
+// and counts between FallCount and RiseCount keep the current state.
 //
 // RiseCount is calibrated to FalseAlarmFrames: it is the smallest m for which the binomial tail
 // P(Binomial(Window, p) >= m) <= 1/FalseAlarmFrames, with p the fraction of calibration frames that are
-// hits (at least 1 - Quantile), and it is also more than the largest count any window of the
+// hits (at least 1 - Quantile) plus two standard errors of that fraction, and it is also more than the
+// largest count any window of the
 // calibration frames reached: normal video is correlated from frame to frame, so hits cluster more than a
 // binomial says, and the calibration frames are the one sample of that clustering the detector has.
 // RiseCount is at most Window; when even Window hits are too likely, RiseCount is Window.
@@ -78,12 +83,13 @@ type Detector struct {
 	sorted []float64 // scratch for the quantiles
 	thresh []float64 // per input, after calibration
 	rise   int
+	fall   int
 	hitP   float64
 
 	ring  []bool // last Window hit flags
 	pos   int
 	count int
-	clean int // consecutive frames without a hit
+	clean int // consecutive frames with count <= fall
 	on    bool
 	onFor int // frames since the alarm rose, this one included
 }
@@ -150,6 +156,10 @@ func (d *Detector) Threshold(i int) float64 { return d.thresh[i] }
 // calibration ends.
 func (d *Detector) RiseCount() int { return d.rise }
 
+// FallCount returns the calibrated windowed count at or below which an alarm can fall; 0 before
+// calibration ends.
+func (d *Detector) FallCount() int { return d.fall }
+
 // HitRate returns the fraction of calibration frames that were hits; 0 before calibration ends.
 func (d *Detector) HitRate() float64 { return d.hitP }
 
@@ -161,7 +171,7 @@ func (d *Detector) Over(i int, score float64) bool { return d.rise > 0 && score 
 
 // Reset forgets the calibration and the state, as for a new stream.
 func (d *Detector) Reset() {
-	d.frames, d.rise, d.hitP, d.pos, d.count, d.clean, d.on, d.onFor = 0, 0, 0, 0, 0, 0, false, 0
+	d.frames, d.rise, d.fall, d.hitP, d.pos, d.count, d.clean, d.on, d.onFor = 0, 0, 0, 0, 0, 0, 0, false, 0
 	clear(d.thresh)
 	clear(d.ring)
 }
@@ -195,7 +205,7 @@ func (d *Detector) Update(scores []float64) (DetectorStep, error) {
 	st := DetectorStep{Phase: Detecting, Hit: hit}
 	d.push(hit)
 	st.Count = d.count
-	if hit {
+	if d.count > d.fall {
 		d.clean = 0
 	} else {
 		d.clean++
@@ -259,9 +269,13 @@ func (d *Detector) calibrate() {
 	clear(d.ring)
 	d.pos, d.count = 0, 0
 	d.hitP = float64(hits) / float64(n)
+	// The hit rate is estimated from n frames; use its upper bound two standard errors up, so that a
+	// calibration that happened to see few hits does not set the rise count too low.
 	p := max(d.hitP, 1-d.cfg.Quantile)
+	p = min(1, p+2*math.Sqrt(p*(1-p)/float64(n)))
 	m := BinomialRiseCount(d.cfg.Window, p, 1/d.cfg.FalseAlarmFrames)
 	d.rise = min(max(m, maxCount+1), d.cfg.Window)
+	d.fall = min(int(math.Ceil(d.hitP*float64(d.cfg.Window))), d.rise-1)
 }
 
 // BinomialRiseCount returns the smallest m in [1, window] with P(Binomial(window, p) >= m) <= alpha, or

@@ -43,15 +43,22 @@ type MonitorConfig struct {
 	AbsorbFrames int
 	// TopChannels is how many channels per block are reported as having moved most (largest |z|).
 	TopChannels int
+	// Stillness adds a stream-level input to the detector: how little the gates changed since the
+	// previous frame, -ln(1e-12 + mean over all channels of (z_t - z_{t-1})²). Gates that stop changing
+	// altogether (a frozen picture, a covered lens) are over its threshold on every frame; live video,
+	// with sensor noise, never is.
+	Stillness bool
 }
 
-// DefaultMonitorConfig returns the configuration measured on the bundled model and sample video at
-// 12 fps (docs/attention.md): 20 s of warm-up, 20 s of calibration, hits over the 99 % quantile counted
-// over 1 s, one false alarm an hour as the target.
+// DefaultMonitorConfig returns the configuration chosen from measurements on the bundled model and sample
+// video at 12 fps (docs/attention.md): covariance groups of 8 channels, 20 s of warm-up, 60 s of
+// calibration, hits over the 95 % quantile counted over 1 s, one false alarm an hour as the target, and
+// the stillness input on.
 func DefaultMonitorConfig() MonitorConfig {
-	return MonitorConfig{GroupSize: 16, Shrinkage: 0.01, MemoryFrames: 600, RefreshFrames: 12,
-		WarmupFrames: 240, CalibrationFrames: 240, FrameQuantile: 0.99, WindowFrames: 12,
-		FalseAlarmFrames: 43200, FallFrames: 12, OutlierRatio: 2, OutlierWeight: 0, AbsorbFrames: 600, TopChannels: 5}
+	return MonitorConfig{GroupSize: 8, Shrinkage: 0.01, MemoryFrames: 600, RefreshFrames: 12,
+		WarmupFrames: 240, CalibrationFrames: 720, FrameQuantile: 0.95, WindowFrames: 12,
+		FalseAlarmFrames: 43200, FallFrames: 12, OutlierRatio: 2, OutlierWeight: 0, AbsorbFrames: 600,
+		TopChannels: 5, Stillness: true}
 }
 
 // Range is the closed interval [Min, Max] of one MonitorConfig field; Name is the field's name in
@@ -166,8 +173,12 @@ type MonitorSample struct {
 	// an alarm.
 	Hits, RiseCount int
 	// On is the alarm state after this frame.
-	On     bool
-	Blocks []BlockSample
+	On bool
+	// Stillness is the stream's stillness score (see MonitorConfig.Stillness; 0 when it is off),
+	// StillnessThreshold its calibrated threshold, Still whether it is over it on this frame.
+	Stillness, StillnessThreshold float64
+	Still                         bool
+	Blocks                        []BlockSample
 }
 
 // AttentionEvent is a change of a stream's attention alarm: drift on (Rise) or off.
@@ -180,6 +191,8 @@ type AttentionEvent struct {
 	Score     float64
 	Hits      int
 	RiseCount int
+	// Still: the stillness score was over its threshold on that frame.
+	Still bool
 	// Blocks lists, for each block over its threshold on that frame (on a fall: every block), its order,
 	// score, threshold and most moved channels.
 	Blocks []EventBlock
@@ -209,7 +222,9 @@ type AttentionMonitor struct {
 	channels []int
 	base     []*GateBaseline
 	det      *Detector
-	scores   []float64
+	scores   []float64 // per block, then stillness when enabled
+	prevZ    []float64 // all channels' z of the previous frame, blocks in order
+	hasPrev  bool
 }
 
 // NewAttentionMonitor returns a monitor for a model whose SE blocks, in model block order, have the given
@@ -223,6 +238,14 @@ func NewAttentionMonitor(cfg MonitorConfig, channels []int) (*AttentionMonitor, 
 	}
 	m := &AttentionMonitor{cfg: cfg, channels: append([]int(nil), channels...), base: make([]*GateBaseline, len(channels)),
 		scores: make([]float64, len(channels))}
+	if cfg.Stillness {
+		m.scores = append(m.scores, 0)
+	}
+	total := 0
+	for _, c := range channels {
+		total += c
+	}
+	m.prevZ = make([]float64, total)
 	for i, c := range channels {
 		b, err := NewGateBaseline(c, cfg.GroupSize, cfg.Shrinkage, cfg.MemoryFrames, cfg.RefreshFrames)
 		if err != nil {
@@ -231,7 +254,7 @@ func NewAttentionMonitor(cfg MonitorConfig, channels []int) (*AttentionMonitor, 
 		m.base[i] = b
 	}
 	var err error
-	if m.det, err = NewDetector(cfg.detector(), len(channels)); err != nil {
+	if m.det, err = NewDetector(cfg.detector(), len(m.scores)); err != nil {
 		return nil, fmt.Errorf("attention monitor: %w", err)
 	}
 	return m, nil
@@ -259,6 +282,7 @@ func (m *AttentionMonitor) Reset() {
 		b.Reset()
 	}
 	m.det.Reset()
+	m.hasPrev = false
 }
 
 // Update feeds one frame: gates[i] is block i's gate vector (len(gates) blocks, block i with the channel
@@ -279,6 +303,26 @@ func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorS
 		}
 		m.scores[i] = sc
 	}
+	var still float64
+	if m.cfg.Stillness {
+		var sum float64
+		k := 0
+		for _, b := range m.base {
+			for c := range b.Channels() {
+				z := b.Z(c)
+				d := z - m.prevZ[k]
+				sum += d * d
+				m.prevZ[k] = z
+				k++
+			}
+		}
+		if !m.hasPrev {
+			sum = float64(k) // no previous frame: an ordinary change
+			m.hasPrev = true
+		}
+		still = -math.Log(1e-12 + sum/float64(k))
+		m.scores[len(m.base)] = still
+	}
 	step, err := m.det.Update(m.scores)
 	if err != nil {
 		return nil, err
@@ -286,6 +330,11 @@ func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorS
 	out.Frame, out.Phase, out.WarmedUp = frame, step.Phase, step.Phase == Detecting
 	out.Hits, out.RiseCount, out.On = step.Count, m.det.RiseCount(), step.On
 	out.Score = 0
+	out.Stillness, out.StillnessThreshold, out.Still = 0, 0, false
+	if m.cfg.Stillness {
+		i := len(m.base)
+		out.Stillness, out.StillnessThreshold, out.Still = still, m.det.Threshold(i), m.det.Over(i, still)
+	}
 	outlier := false
 	for i, b := range m.base {
 		bs := &out.Blocks[i]
@@ -311,7 +360,7 @@ func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorS
 	if !step.Rose && !step.Fell {
 		return nil, nil
 	}
-	ev := &AttentionEvent{Frame: frame, On: step.Rose, Score: out.Score, Hits: step.Count, RiseCount: out.RiseCount}
+	ev := &AttentionEvent{Frame: frame, On: step.Rose, Score: out.Score, Hits: step.Count, RiseCount: out.RiseCount, Still: out.Still}
 	for i := range out.Blocks {
 		bs := &out.Blocks[i]
 		if bs.Over || step.Fell {
