@@ -42,13 +42,13 @@ type GateBaseline struct {
 
 	mean  []float64 // C
 	cov   []float64 // per group g of size m_g: lower triangle of S_g, packed by rows at off[g] (i(i+1)/2 + j)
-	chol  []float64 // same layout: lower Cholesky factor L of A_g with 1/L_ii on the diagonal; valid when ready[g]
+	chol  []float64 // same layout: L⁻¹ for the Cholesky factor L of A_g = L Lᵀ; valid when ready[g]
+	tri   []float64 // GroupSize(GroupSize+1)/2 scratch for factor
 	off   []int     // per group, offset into cov and chol
 	inv   []float64 // C, 1/σ_c as of the last factor of c's group (0 for σ_c = 0)
 	ready []bool
 
 	dev    []float64 // C, s - m of the last Score
-	y      []float64 // GroupSize, forward-substitution scratch
 	z      []float64 // C
 	scored bool
 }
@@ -74,7 +74,8 @@ func NewGateBaseline(channels, groupSize int, shrinkage, memory float64, refresh
 	b := &GateBaseline{c: channels, group: g, shrink: shrinkage, memory: memory, refresh: refresh,
 		perUpdate: (groups + refresh - 1) / refresh,
 		mean:      make([]float64, channels), off: make([]int, groups), ready: make([]bool, groups),
-		dev: make([]float64, channels), y: make([]float64, g), z: make([]float64, channels), inv: make([]float64, channels)}
+		dev: make([]float64, channels), z: make([]float64, channels), inv: make([]float64, channels),
+		tri: make([]float64, g*(g+1)/2)}
 	total := 0
 	for i := range groups {
 		b.off[i] = total
@@ -107,6 +108,20 @@ func (b *GateBaseline) Std(c int) float64 {
 // Z returns channel c's signed z-score (gate - mean) / std in the last scored frame, with the std as
 // of the last refresh of c's group (at most Refresh learned frames old); 0 before the first refresh.
 func (b *GateBaseline) Z(c int) float64 { return b.z[c] }
+
+// ChangeSq returns Σ_c ((s_c - prev_c) / σ_c)²: how far the gates moved between two frames in units of
+// each channel's own variability (σ as of its group's last refresh; channels with no variance yet count
+// 0). Both slices must have C values.
+func (b *GateBaseline) ChangeSq(prev, s []float32) float64 {
+	inv := b.inv[:len(s)]
+	prev = prev[:len(s)]
+	var sum float64
+	for c, v := range s {
+		d := float64(v-prev[c]) * inv[c]
+		sum += d * d
+	}
+	return sum
+}
 
 // Reset forgets everything, as for a new stream.
 func (b *GateBaseline) Reset() {
@@ -153,28 +168,24 @@ func (b *GateBaseline) Score(s []float32) (float64, error) {
 			complete = false
 			continue
 		}
-		// Forward substitution L y = d; d' A⁻¹ d = |y|².
+		// y = L⁻¹ d with the stored inverse factor: every y_i is an independent dot product (a forward
+		// substitution would chain them); d' A⁻¹ d = |y|².
 		l := b.chol[o : o+m*(m+1)/2]
-		y := b.y[:m]
 		for i := range m {
 			r0 := i * (i + 1) / 2
-			row := l[r0 : r0+i]
-			yj := y[:len(row)]
-			// Four partial sums: one dependent chain of adds would bound this loop by add latency.
-			var a0, a1, a2, a3 float64
+			row := l[r0 : r0+i+1]
+			di := d[:len(row)]
+			var a0, a1 float64
 			j := 0
-			for ; j+4 <= len(row); j += 4 {
-				a0 += row[j] * yj[j]
-				a1 += row[j+1] * yj[j+1]
-				a2 += row[j+2] * yj[j+2]
-				a3 += row[j+3] * yj[j+3]
+			for ; j+2 <= len(row); j += 2 {
+				a0 += row[j] * di[j]
+				a1 += row[j+1] * di[j+1]
 			}
-			for ; j < len(row); j++ {
-				a0 += row[j] * yj[j]
+			if j < len(row) {
+				a0 += row[j] * di[j]
 			}
-			acc := d[i] - (a0 + a1) - (a2 + a3)
-			y[i] = acc * l[r0+i] // the factor keeps 1/L_ii on its diagonal
-			total += y[i] * y[i]
+			y := a0 + a1
+			total += y * y
 		}
 	}
 	if !complete {
@@ -218,8 +229,9 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 			}
 		}
 	}
-	for c := range b.mean {
-		b.mean[c] += a * b.dev[c]
+	mean, dev := b.mean, b.dev[:len(b.mean)]
+	for c, d := range dev {
+		mean[c] += a * d
 	}
 	for range b.perUpdate {
 		b.factor(b.next)
@@ -227,7 +239,7 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 	}
 }
 
-// factor recomputes the Cholesky factor of group g's shrunk covariance. A covariance that is not
+// factor recomputes the inverse Cholesky factor of group g's shrunk covariance. A covariance that is not
 // positive definite (too few frames, a channel that never moved) gets a small ridge: 1e-6 of its mean
 // variance plus 1e-12, so that the factor always exists.
 func (b *GateBaseline) factor(g int) {
@@ -246,6 +258,8 @@ func (b *GateBaseline) factor(g int) {
 			b.inv[g*b.group+i] = 0
 		}
 	}
+	// Cholesky A = L Lᵀ into the scratch t, then its inverse M = L⁻¹ (lower triangular) into chol.
+	t := b.tri[:m*(m+1)/2]
 	for i := range m {
 		for j := 0; j <= i; j++ {
 			a := cov[at(i, j)]
@@ -255,16 +269,26 @@ func (b *GateBaseline) factor(g int) {
 				a += ridge
 			}
 			for k := range j {
-				a -= l[at(i, k)] * l[at(j, k)]
+				a -= t[at(i, k)] * t[at(j, k)]
 			}
 			if i == j {
 				if a <= 0 {
 					a = ridge
 				}
-				l[at(i, i)] = 1 / math.Sqrt(a)
+				t[at(i, i)] = math.Sqrt(a)
 			} else {
-				l[at(i, j)] = a * l[at(j, j)]
+				t[at(i, j)] = a / t[at(j, j)]
 			}
+		}
+	}
+	for j := range m {
+		l[at(j, j)] = 1 / t[at(j, j)]
+		for i := j + 1; i < m; i++ {
+			var a float64
+			for k := j; k < i; k++ {
+				a += t[at(i, k)] * l[at(k, j)]
+			}
+			l[at(i, j)] = -a / t[at(i, i)]
 		}
 	}
 	b.ready[g] = true

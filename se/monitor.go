@@ -44,7 +44,7 @@ type MonitorConfig struct {
 	// TopChannels is how many channels per block are reported as having moved most (largest |z|).
 	TopChannels int
 	// Stillness adds a stream-level input to the detector: how little the gates changed since the
-	// previous frame, -ln(1e-12 + mean over all channels of (z_t - z_{t-1})²). Gates that stop changing
+	// previous frame, -ln(1e-12 + mean over all channels of ((s_t - s_{t-1}) / σ)²). Gates that stop changing
 	// altogether (a frozen picture, a covered lens) are over its threshold on every frame; live video,
 	// with sensor noise, never is.
 	Stillness bool
@@ -55,7 +55,7 @@ type MonitorConfig struct {
 // calibration, hits over the 95 % quantile counted over 1 s, one false alarm an hour as the target, and
 // the stillness input on.
 func DefaultMonitorConfig() MonitorConfig {
-	return MonitorConfig{GroupSize: 8, Shrinkage: 0.01, MemoryFrames: 600, RefreshFrames: 12,
+	return MonitorConfig{GroupSize: 8, Shrinkage: 0.01, MemoryFrames: 600, RefreshFrames: 48,
 		WarmupFrames: 240, CalibrationFrames: 720, FrameQuantile: 0.95, WindowFrames: 12,
 		FalseAlarmFrames: 43200, FallFrames: 12, OutlierRatio: 2, OutlierWeight: 0, AbsorbFrames: 600,
 		TopChannels: 5, Stillness: true}
@@ -218,13 +218,13 @@ func (e *AttentionEvent) Kind() string {
 // per stream with NewAttentionMonitor and call Update once per frame, in frame order, from the goroutine
 // that owns the stream's postprocessing. Not safe for concurrent use.
 type AttentionMonitor struct {
-	cfg      MonitorConfig
-	channels []int
-	base     []*GateBaseline
-	det      *Detector
-	scores   []float64 // per block, then stillness when enabled
-	prevZ    []float64 // all channels' z of the previous frame, blocks in order
-	hasPrev  bool
+	cfg       MonitorConfig
+	channels  []int
+	base      []*GateBaseline
+	det       *Detector
+	scores    []float64 // per block, then stillness when enabled
+	prevGates []float32 // the previous frame's gates, all blocks in order
+	hasPrev   bool
 }
 
 // NewAttentionMonitor returns a monitor for a model whose SE blocks, in model block order, have the given
@@ -245,7 +245,7 @@ func NewAttentionMonitor(cfg MonitorConfig, channels []int) (*AttentionMonitor, 
 	for _, c := range channels {
 		total += c
 	}
-	m.prevZ = make([]float64, total)
+	m.prevGates = make([]float32, total)
 	for i, c := range channels {
 		b, err := NewGateBaseline(c, cfg.GroupSize, cfg.Shrinkage, cfg.MemoryFrames, cfg.RefreshFrames)
 		if err != nil {
@@ -307,14 +307,13 @@ func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorS
 	if m.cfg.Stillness {
 		var sum float64
 		k := 0
-		for _, b := range m.base {
-			for c := range b.Channels() {
-				z := b.Z(c)
-				d := z - m.prevZ[k]
-				sum += d * d
-				m.prevZ[k] = z
-				k++
+		for i, b := range m.base {
+			prev := m.prevGates[k : k+b.Channels()]
+			if m.hasPrev {
+				sum += b.ChangeSq(prev, gates[i])
 			}
+			copy(prev, gates[i])
+			k += b.Channels()
 		}
 		if !m.hasPrev {
 			sum = float64(k) // no previous frame: an ordinary change
@@ -377,13 +376,14 @@ func topMoved(dst []MovedChannel, b *GateBaseline, k int) []MovedChannel {
 	if k == 0 {
 		return dst
 	}
-	for c := range b.Channels() {
-		z := b.Z(c)
+	floor := -1.0 // z² of the smallest kept entry once dst is full
+	zs := b.z
+	for c, z := range zs {
+		if z*z <= floor {
+			continue
+		}
 		az := math.Abs(z)
 		if len(dst) == k {
-			if az <= math.Abs(dst[k-1].Z) {
-				continue
-			}
 			dst = dst[:k-1]
 		}
 		j := len(dst)
@@ -393,6 +393,9 @@ func topMoved(dst []MovedChannel, b *GateBaseline, k int) []MovedChannel {
 		dst = append(dst, MovedChannel{})
 		copy(dst[j+1:], dst[j:])
 		dst[j] = MovedChannel{Channel: c, Z: z}
+		if len(dst) == k {
+			floor = dst[k-1].Z * dst[k-1].Z
+		}
 	}
 	return dst
 }

@@ -469,8 +469,27 @@ func TestAttentionMonitorAllocs(t *testing.T) {
 
 // One frame of mobilenet_v3_small's nine SE blocks (2296 gates) after warm-up and calibration.
 func BenchmarkAttentionMonitorMobileNetV3Small(b *testing.B) {
-	m, _ := NewAttentionMonitor(testMonitorConfig(), mobilenetChannels)
-	src := newGateSource(1, mobilenetChannels)
+	benchmarkMonitor(b, mobilenetChannels, testMonitorConfig())
+}
+
+// The same with covariance groups of 4 channels instead of the default 8.
+func BenchmarkAttentionMonitorMobileNetV3SmallGroup4(b *testing.B) {
+	cfg := testMonitorConfig()
+	cfg.GroupSize = 4
+	benchmarkMonitor(b, mobilenetChannels, cfg)
+}
+
+// One frame of the bundled model's three SE blocks (112 gates).
+func BenchmarkAttentionMonitorBundled(b *testing.B) {
+	benchmarkMonitor(b, []int{16, 32, 64}, testMonitorConfig())
+}
+
+func benchmarkMonitor(b *testing.B, channels []int, cfg MonitorConfig) {
+	m, err := NewAttentionMonitor(cfg, channels)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := newGateSource(1, channels)
 	out := m.NewSample()
 	frame := uint64(0)
 	for range 700 {

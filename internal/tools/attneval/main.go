@@ -272,7 +272,7 @@ func runAttention(g *gates, n int, cfg se.MonitorConfig, csv *bufio.Writer) (res
 			r.why = append(r.why, strings.Join(why, ", "))
 		}
 		if csv != nil {
-			fmt.Fprintf(csv, "%d,%.4g,%d,%t", f, out.Score, out.Hits, out.On)
+			fmt.Fprintf(csv, "%d,%.4g,%d,%t,%.4g,%.4g", f, out.Score, out.Hits, out.On, out.Stillness, out.StillnessThreshold)
 			for _, b := range out.Blocks {
 				fmt.Fprintf(csv, ",%.4g,%.4g", b.Score, b.Threshold)
 			}
