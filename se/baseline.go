@@ -93,6 +93,17 @@ func (b *GateBaseline) size(i int) int { return min(b.group, b.c-i*b.group) }
 // Channels returns C.
 func (b *GateBaseline) Channels() int { return b.c }
 
+// Ready reports whether every group's covariance has been factored, so that Score returns D rather
+// than 0.
+func (b *GateBaseline) Ready() bool {
+	for _, r := range b.ready {
+		if !r {
+			return false
+		}
+	}
+	return true
+}
+
 // Frames returns how many frames the baseline has learned (weights aside).
 func (b *GateBaseline) Frames() int { return b.n }
 

@@ -155,6 +155,8 @@ type BlockSample struct {
 	Threshold float64
 	// Over: Score > Threshold on this frame.
 	Over bool
+	// Ready: the block's baseline has enough frames for Score to mean something (see GateBaseline.Ready).
+	Ready bool
 	// Moved lists up to TopChannels channels with the largest |Z|, largest first.
 	Moved []MovedChannel
 }
@@ -166,8 +168,8 @@ type MonitorSample struct {
 	// Phase is warming, calibrating or detecting; WarmedUp is Phase == Detecting.
 	Phase    DetectorPhase
 	WarmedUp bool
-	// Score is the stream's score: the largest Score/Threshold over the blocks (a frame is a hit when it
-	// is above 1); 0 before calibration ends.
+	// Score is the stream's score: the largest Score/Threshold over the blocks, so its threshold is 1
+	// (a frame is a hit when it is above 1, or when Still); 0 before calibration ends.
 	Score float64
 	// Hits is the number of hit frames in the last WindowFrames frames; RiseCount the number that raises
 	// an alarm.
@@ -340,6 +342,7 @@ func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorS
 		bs.Score = m.scores[i]
 		bs.Threshold = m.det.Threshold(i)
 		bs.Over = m.det.Over(i, bs.Score)
+		bs.Ready = b.Ready()
 		bs.Moved = topMoved(bs.Moved[:0], b, cap(bs.Moved))
 		if bs.Threshold > 0 {
 			r := bs.Score / bs.Threshold
