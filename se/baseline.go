@@ -36,9 +36,10 @@ type GateBaseline struct {
 	shrink    float64
 	memory    float64
 	refresh   int
-	n         int // frames learned, counting the seed
-	next      int // next group to refactor
-	perUpdate int // groups refactored per learned frame
+	n         int     // frames learned, counting the seed
+	scale     float64 // the covariances are scale * cov
+	next      int     // next group to refactor
+	perUpdate int     // groups refactored per learned frame
 
 	mean  []float64 // C
 	cov   []float64 // per group g of size m_g: lower triangle of S_g, packed by rows at off[g] (i(i+1)/2 + j)
@@ -71,7 +72,7 @@ func NewGateBaseline(channels, groupSize int, shrinkage, memory float64, refresh
 	}
 	g := min(groupSize, channels)
 	groups := (channels + g - 1) / g
-	b := &GateBaseline{c: channels, group: g, shrink: shrinkage, memory: memory, refresh: refresh,
+	b := &GateBaseline{c: channels, group: g, shrink: shrinkage, memory: memory, refresh: refresh, scale: 1,
 		perUpdate: (groups + refresh - 1) / refresh,
 		mean:      make([]float64, channels), off: make([]int, groups), ready: make([]bool, groups),
 		dev: make([]float64, channels), z: make([]float64, channels), inv: make([]float64, channels),
@@ -113,7 +114,7 @@ func (b *GateBaseline) Mean(c int) float64 { return b.mean[c] }
 // Std returns the baseline's standard deviation of channel c's gate.
 func (b *GateBaseline) Std(c int) float64 {
 	g, i := c/b.group, c%b.group
-	return math.Sqrt(b.cov[b.off[g]+i*(i+1)/2+i])
+	return math.Sqrt(b.scale * b.cov[b.off[g]+i*(i+1)/2+i])
 }
 
 // Z returns channel c's signed z-score (gate - mean) / std in the last scored frame, with the std as
@@ -136,7 +137,7 @@ func (b *GateBaseline) ChangeSq(prev, s []float32) float64 {
 
 // Reset forgets everything, as for a new stream.
 func (b *GateBaseline) Reset() {
-	b.n, b.next, b.scored = 0, 0, false
+	b.n, b.next, b.scored, b.scale = 0, 0, false, 1
 	clear(b.mean)
 	clear(b.cov)
 	clear(b.chol)
@@ -225,24 +226,32 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 	}
 	b.n++
 	a := w * max(1/float64(b.n), 1/b.memory)
+	// S = scale * cov: S' = (1-a) S + (1-a) a d dᵀ is scale' = (1-a) scale, cov' = cov + (a/scale) d dᵀ,
+	// one multiply-add per element instead of rescaling every element every frame.
+	f := a / b.scale
+	b.scale *= 1 - a
+	mean := b.mean
 	for g := range b.off {
 		m, o, c0 := b.size(g), b.off[g], g*b.group
 		d := b.dev[c0 : c0+m]
+		mg := mean[c0 : c0+m]
 		cov := b.cov[o : o+m*(m+1)/2]
-		keep := 1 - a
 		for i, di := range d {
+			mg[i] += a * di
 			r0 := i * (i + 1) / 2
 			row := cov[r0 : r0+i+1]
 			dj := d[:len(row)]
-			add := keep * a * di
+			add := f * di
 			for j, x := range dj {
-				row[j] = keep*row[j] + add*x
+				row[j] += add * x
 			}
 		}
 	}
-	mean, dev := b.mean, b.dev[:len(b.mean)]
-	for c, d := range dev {
-		mean[c] += a * d
+	if b.scale < 1e-150 { // renormalize, about every 200000 frames at Memory 600
+		for i := range b.cov {
+			b.cov[i] *= b.scale
+		}
+		b.scale = 1
 	}
 	for range b.perUpdate {
 		b.factor(b.next)
@@ -259,11 +268,11 @@ func (b *GateBaseline) factor(g int) {
 	at := func(i, j int) int { return i*(i+1)/2 + j }
 	var tr float64
 	for i := range m {
-		tr += cov[at(i, i)]
+		tr += b.scale * cov[at(i, i)]
 	}
 	ridge := 1e-6*tr/float64(m) + 1e-12
 	for i := range m {
-		if v := cov[at(i, i)]; v > 0 {
+		if v := b.scale * cov[at(i, i)]; v > 0 {
 			b.inv[g*b.group+i] = 1 / math.Sqrt(v)
 		} else {
 			b.inv[g*b.group+i] = 0
@@ -273,7 +282,7 @@ func (b *GateBaseline) factor(g int) {
 	t := b.tri[:m*(m+1)/2]
 	for i := range m {
 		for j := 0; j <= i; j++ {
-			a := cov[at(i, j)]
+			a := b.scale * cov[at(i, j)]
 			if i != j {
 				a *= 1 - b.shrink
 			} else {

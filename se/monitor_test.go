@@ -509,3 +509,33 @@ func benchmarkMonitor(b *testing.B, channels []int, cfg MonitorConfig) {
 		m.Update(frame, frames[i%len(frames)], out)
 	}
 }
+
+// A short memory forgets fast; the covariance's running scale underflows and is renormalized (after
+// about 3300 frames at memory 10) without changing what the baseline says.
+func TestGateBaselineShortMemory(t *testing.T) {
+	const c = 8
+	src := newCorrelatedGates(9, c)
+	b, _ := NewGateBaseline(c, 8, 0, 10, 1)
+	s := make([]float32, c)
+	var sum float64
+	const n = 20000
+	for i := range n {
+		src.draw(s)
+		d, err := b.Score(s)
+		if err != nil || math.IsNaN(d) || math.IsInf(d, 0) {
+			t.Fatalf("frame %d: score %v, %v", i, d, err)
+		}
+		if i >= 100 {
+			sum += d
+		}
+		b.Learn(1, s)
+	}
+	// With 10 frames of memory the baseline is a noisy estimate; the mean score is above 1 but bounded.
+	if mean := sum / (n - 100); mean < 0.9 || mean > 3 {
+		t.Errorf("mean score %.3f with memory 10, want in [0.9, 3]", mean)
+	}
+	want := math.Hypot(src.load[0], src.noise[0])
+	if got := b.Std(0); got < 0.5*want || got > 1.5*want {
+		t.Errorf("std of channel 0 = %.4f, want about %.4f", got, want)
+	}
+}
