@@ -109,6 +109,7 @@ type result struct {
 	rises      []int    // frames (0-based) of rise events
 	why        []string // per rise: what was over its threshold
 	detectFrom int      // first frame in the detecting phase
+	riseCount  int      // calibrated rise count
 }
 
 func main() {
@@ -222,7 +223,8 @@ func run(gatePaths, grayPaths, labelPaths []string, w, h int, fps float64, cfg s
 				}
 			}
 		}
-		fmt.Printf("%s: %.1f s of normal video judged; false alarms: attention %d, pixel %d\n", gatePaths[v], videoSec[0], videoFA[0], videoFA[1])
+		fmt.Printf("%s: %.1f s of normal video judged; false alarms: attention %d, pixel %d; rise count: attention %d, pixel %d of %d\n",
+			gatePaths[v], videoSec[0], videoFA[0], videoFA[1], att.riseCount, pix.riseCount, cfg.WindowFrames)
 		for _, wd := range ws {
 			cell := func(r result) string {
 				for _, f := range r.rises {
@@ -271,6 +273,7 @@ func runAttention(g *gates, n int, cfg se.MonitorConfig, csv *bufio.Writer) (res
 			}
 			r.why = append(r.why, strings.Join(why, ", "))
 		}
+		r.riseCount = out.RiseCount
 		if csv != nil {
 			fmt.Fprintf(csv, "%d,%.4g,%d,%t,%.4g,%.4g", f, out.Score, out.Hits, out.On, out.Stillness, out.StillnessThreshold)
 			for _, b := range out.Blocks {
@@ -294,6 +297,7 @@ func runPixel(gray []byte, n, w, h int, cfg pixelbase.Config) (result, error) {
 		if err != nil {
 			return r, err
 		}
+		r.riseCount = out.RiseCount
 		if ev != nil && ev.On {
 			r.rises = append(r.rises, f)
 			r.why = append(r.why, strings.Join(ev.Inputs, ", "))
