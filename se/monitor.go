@@ -17,7 +17,7 @@ type MonitorConfig struct {
 	Shrinkage float64
 	// MemoryFrames: the baseline forgets with rate 1/MemoryFrames per frame (a running mean before that).
 	MemoryFrames float64
-	// RefreshFrames bounds how many learned frames old a group's Cholesky factor may be.
+	// RefreshFrames bounds how many learned frames old a group's (inverse Cholesky) factor may be.
 	RefreshFrames int
 	// WarmupFrames only build the baseline; no score is judged.
 	WarmupFrames int
@@ -30,7 +30,8 @@ type MonitorConfig struct {
 	// FalseAlarmFrames is the target mean number of normal frames between false alarms (43200 = one an
 	// hour at 12 fps); it sets how many hits within WindowFrames raise an alarm.
 	FalseAlarmFrames float64
-	// FallFrames: an alarm falls after this many consecutive frames without a hit.
+	// FallFrames: an alarm falls after the windowed hit count has stayed at the level normal frames give
+	// for this many consecutive frames (see Detector).
 	FallFrames int
 	// OutlierRatio and OutlierWeight: after calibration, a frame with some block's score above
 	// OutlierRatio times that block's threshold, and every frame while the alarm is on, enters the baseline
@@ -61,17 +62,18 @@ func DefaultMonitorConfig() MonitorConfig {
 		TopChannels: 5, Stillness: true}
 }
 
-// Range is the closed interval [Min, Max] of one MonitorConfig field; Name is the field's name in
-// snake_case, as a configuration key would spell it.
+// Range is the valid closed interval of one MonitorConfig field.
 type Range struct {
-	Field   string
-	Name    string
-	Min     float64
-	Max     float64
+	// Field is the Go field name, Name the same in snake_case, as a configuration key spells it.
+	Field, Name string
+	// Min and Max bound the value, both included.
+	Min, Max float64
+	// Integer: the field is an int.
 	Integer bool
 }
 
-// MonitorRanges returns the valid range of every MonitorConfig field, in declaration order.
+// MonitorRanges returns the valid range of every numeric MonitorConfig field (all but Stillness), in
+// declaration order.
 func MonitorRanges() []Range {
 	return []Range{
 		{"GroupSize", "group_size", 1, 256, true},
@@ -183,7 +185,7 @@ type MonitorSample struct {
 	Blocks                        []BlockSample
 }
 
-// AttentionEvent is a change of a stream's attention alarm: drift on (Rise) or off.
+// AttentionEvent is a change of a stream's attention alarm: drift on or drift off.
 type AttentionEvent struct {
 	Frame uint64
 	// On is true when the alarm rose, false when it fell.
