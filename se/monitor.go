@@ -62,8 +62,8 @@ func DefaultMonitorConfig() MonitorConfig {
 		TopChannels: 5, Stillness: true}
 }
 
-// Range is the valid closed interval of one MonitorConfig field.
-type Range struct {
+// ConfigRange is the valid closed interval of one MonitorConfig field.
+type ConfigRange struct {
 	// Field is the Go field name, Name the same in snake_case, as a configuration key spells it.
 	Field, Name string
 	// Min and Max bound the value, both included.
@@ -74,8 +74,8 @@ type Range struct {
 
 // MonitorRanges returns the valid range of every numeric MonitorConfig field (all but Stillness), in
 // declaration order.
-func MonitorRanges() []Range {
-	return []Range{
+func MonitorRanges() []ConfigRange {
+	return []ConfigRange{
 		{"GroupSize", "group_size", 1, 256, true},
 		{"Shrinkage", "shrinkage", 0, 1, false},
 		{"MemoryFrames", "memory_frames", 10, 1e7, false},
@@ -102,7 +102,7 @@ func (c MonitorConfig) values() []float64 {
 
 // FieldError is one out-of-range MonitorConfig field.
 type FieldError struct {
-	Range Range
+	Range ConfigRange
 	Value float64
 }
 
@@ -123,7 +123,7 @@ func (c MonitorConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// FieldErrors returns the out-of-range fields keyed by their Range.Name (group_size, shrinkage, ...), as
+// FieldErrors returns the out-of-range fields keyed by their ConfigRange.Name (group_size, shrinkage, ...), as
 // DriftConfig.FieldErrors does: MonitorRanges is the one place the ranges are defined, and config reports
 // these under its own keys.
 func (c MonitorConfig) FieldErrors() map[string]error {
