@@ -1,12 +1,17 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/sestream/sestream/se"
+)
 
 // Config is sestream's whole configuration, after defaults, file, environment and flags are merged.
 // Every field has a key path (the mapstructure tags joined by dots, e.g. "batch.max_size") that docs/config.md
 // documents and that error messages name.
 type Config struct {
-	// Streams are the video sources. Empty means the built-in demo stream (the bundled sample video).
+	// Streams are the video sources, at most MaxStreams. Empty means the built-in demo stream (the bundled
+	// sample video).
 	Streams    []Stream   `mapstructure:"streams"`
 	Queue      Queue      `mapstructure:"queue"`
 	Preprocess Preprocess `mapstructure:"preprocess"`
@@ -25,9 +30,11 @@ type Config struct {
 
 // Stream is one video source.
 type Stream struct {
-	// Name is the stream's name: one NATS subject token (no dots, spaces, '*' or '>').
+	// Name is the stream's name: one NATS subject token of 1-64 bytes of letters, digits, '-' and '_'
+	// (message.ValidateToken).
 	Name string `mapstructure:"name"`
-	// URL is a file path, rtsp://, http(s)://, a device (/dev/videoN or an index), or an image directory or glob.
+	// URL is a file path, a URL of a scheme source.Schemes lists (file, rtsp(s), http(s), udp, rtp, srt,
+	// rtmp(s), tcp), a device (/dev/videoN or an index), or an image directory or glob.
 	URL string `mapstructure:"url"`
 	// FPS takes frames evenly at this rate from the source's timeline; 0 takes every frame.
 	FPS float64 `mapstructure:"fps"`
@@ -122,17 +129,35 @@ type Attention struct {
 	Drift          Drift `mapstructure:"drift"`
 }
 
-// Drift detects a change in a stream's attention pattern, per SE block.
+// Drift detects a change in a stream's attention: each SE block's gates against the stream's own baseline,
+// with thresholds calibrated on the stream's own frames (see docs/attention.md). The fields are those of
+// se.MonitorConfig, which owns their defaults and ranges; docs/config.md lists them.
 type Drift struct {
-	Enabled bool `mapstructure:"enabled"`
-	// Alpha is the weight of each new frame in the baseline's exponential moving average, in (0, 1].
-	Alpha float64 `mapstructure:"alpha"`
-	// Threshold: drift = 1 - cosine(gates, baseline) above it raises a drift event.
-	Threshold float64 `mapstructure:"threshold"`
-	// Hysteresis: the drift must fall below threshold - hysteresis to end the drift.
-	Hysteresis float64 `mapstructure:"hysteresis"`
-	// Warmup is the number of frames that only build the baseline.
-	Warmup int `mapstructure:"warmup"`
+	Enabled           bool    `mapstructure:"enabled"`
+	GroupSize         int     `mapstructure:"group_size"`
+	Shrinkage         float64 `mapstructure:"shrinkage"`
+	MemoryFrames      float64 `mapstructure:"memory_frames"`
+	RefreshFrames     int     `mapstructure:"refresh_frames"`
+	WarmupFrames      int     `mapstructure:"warmup_frames"`
+	CalibrationFrames int     `mapstructure:"calibration_frames"`
+	FrameQuantile     float64 `mapstructure:"frame_quantile"`
+	WindowFrames      int     `mapstructure:"window_frames"`
+	FalseAlarmFrames  float64 `mapstructure:"false_alarm_frames"`
+	FallFrames        int     `mapstructure:"fall_frames"`
+	OutlierRatio      float64 `mapstructure:"outlier_ratio"`
+	OutlierWeight     float64 `mapstructure:"outlier_weight"`
+	AbsorbFrames      int     `mapstructure:"absorb_frames"`
+	TopChannels       int     `mapstructure:"top_channels"`
+	Stillness         bool    `mapstructure:"stillness"`
+}
+
+// Monitor returns the drift settings as the se.MonitorConfig they configure.
+func (d Drift) Monitor() se.MonitorConfig {
+	return se.MonitorConfig{GroupSize: d.GroupSize, Shrinkage: d.Shrinkage, MemoryFrames: d.MemoryFrames,
+		RefreshFrames: d.RefreshFrames, WarmupFrames: d.WarmupFrames, CalibrationFrames: d.CalibrationFrames,
+		FrameQuantile: d.FrameQuantile, WindowFrames: d.WindowFrames, FalseAlarmFrames: d.FalseAlarmFrames,
+		FallFrames: d.FallFrames, OutlierRatio: d.OutlierRatio, OutlierWeight: d.OutlierWeight,
+		AbsorbFrames: d.AbsorbFrames, TopChannels: d.TopChannels, Stillness: d.Stillness}
 }
 
 // NATS is where messages go.

@@ -26,63 +26,74 @@ const EnvPrefix = "SESTREAM"
 // Defaults of settings that configure another package's type come from that package: stream settings from
 // stages/source, NATS settings from stages/natspub and message, drift from se.
 func defaults() map[string]any {
-	drift := se.DefaultDriftConfig()
+	drift := se.DefaultMonitorConfig()
 	return map[string]any{
-		"queue.size":                 16,
-		"queue.policy":               "auto",
-		"preprocess.width":           0,
-		"preprocess.height":          0,
-		"preprocess.resize":          "",
-		"preprocess.color":           "",
-		"preprocess.scale":           0.0,
-		"preprocess.mean":            []float64{},
-		"preprocess.std":             []float64{},
-		"preprocess.pad":             114.0,
-		"model.path":                 "",
-		"model.labels":               "",
-		"engine.backend":             "auto",
-		"engine.threads":             2,
-		"engine.library":             "",
-		"engine.opencv_backend":      "default",
-		"engine.opencv_target":       "cpu",
-		"engine.verify":              false,
-		"batch.max_size":             8,
-		"batch.max_delay":            10 * time.Millisecond,
-		"batch.when_idle":            true,
-		"workers":                    1,
-		"attention.top_k":            5,
-		"attention.include_vectors":  false,
-		"attention.drift.enabled":    true,
-		"attention.drift.alpha":      drift.Alpha,
-		"attention.drift.threshold":  drift.Threshold,
-		"attention.drift.hysteresis": drift.Hysteresis,
-		"attention.drift.warmup":     drift.Warmup,
-		"nats.url":                   "",
-		"nats.embedded.listen":       natspub.DefaultEmbeddedListen,
-		"nats.embedded.jetstream":    false,
-		"nats.embedded.store_dir":    "",
-		"nats.prefix":                message.DefaultPrefix,
-		"nats.user":                  "",
-		"nats.password":              "",
-		"nats.token":                 "",
-		"nats.creds":                 "",
-		"nats.nkey":                  "",
-		"nats.tls.ca":                "",
-		"nats.tls.cert":              "",
-		"nats.tls.key":               "",
-		"nats.jetstream.enabled":     false,
-		"nats.jetstream.stream":      natspub.DefaultStreamName,
-		"nats.jetstream.create":      true,
-		"nats.jetstream.max_pending": natspub.DefaultMaxPending,
-		"nats.jetstream.ack_timeout": natspub.DefaultAckTimeout,
-		"nats.buffer":                natspub.DefaultBufferSize,
-		"nats.require_connect":       false,
-		"http.listen":                "127.0.0.1:9090",
-		"log.level":                  "info",
-		"log.format":                 "text",
-		"status.interval":            5 * time.Second,
-		"status.summary":             false,
-		"shutdown.drain_timeout":     10 * time.Second,
+		"queue.size":                         16,
+		"queue.policy":                       "auto",
+		"preprocess.width":                   0,
+		"preprocess.height":                  0,
+		"preprocess.resize":                  "",
+		"preprocess.color":                   "",
+		"preprocess.scale":                   0.0,
+		"preprocess.mean":                    []float64{},
+		"preprocess.std":                     []float64{},
+		"preprocess.pad":                     114.0,
+		"model.path":                         "",
+		"model.labels":                       "",
+		"engine.backend":                     "auto",
+		"engine.threads":                     2,
+		"engine.library":                     "",
+		"engine.opencv_backend":              "default",
+		"engine.opencv_target":               "cpu",
+		"engine.verify":                      false,
+		"batch.max_size":                     8,
+		"batch.max_delay":                    10 * time.Millisecond,
+		"batch.when_idle":                    true,
+		"workers":                            1,
+		"attention.top_k":                    5,
+		"attention.include_vectors":          false,
+		"attention.drift.enabled":            true,
+		"attention.drift.group_size":         drift.GroupSize,
+		"attention.drift.shrinkage":          drift.Shrinkage,
+		"attention.drift.memory_frames":      drift.MemoryFrames,
+		"attention.drift.refresh_frames":     drift.RefreshFrames,
+		"attention.drift.warmup_frames":      drift.WarmupFrames,
+		"attention.drift.calibration_frames": drift.CalibrationFrames,
+		"attention.drift.frame_quantile":     drift.FrameQuantile,
+		"attention.drift.window_frames":      drift.WindowFrames,
+		"attention.drift.false_alarm_frames": drift.FalseAlarmFrames,
+		"attention.drift.fall_frames":        drift.FallFrames,
+		"attention.drift.outlier_ratio":      drift.OutlierRatio,
+		"attention.drift.outlier_weight":     drift.OutlierWeight,
+		"attention.drift.absorb_frames":      drift.AbsorbFrames,
+		"attention.drift.top_channels":       drift.TopChannels,
+		"attention.drift.stillness":          drift.Stillness,
+		"nats.url":                           "",
+		"nats.embedded.listen":               natspub.DefaultEmbeddedListen,
+		"nats.embedded.jetstream":            false,
+		"nats.embedded.store_dir":            "",
+		"nats.prefix":                        message.DefaultPrefix,
+		"nats.user":                          "",
+		"nats.password":                      "",
+		"nats.token":                         "",
+		"nats.creds":                         "",
+		"nats.nkey":                          "",
+		"nats.tls.ca":                        "",
+		"nats.tls.cert":                      "",
+		"nats.tls.key":                       "",
+		"nats.jetstream.enabled":             false,
+		"nats.jetstream.stream":              natspub.DefaultStreamName,
+		"nats.jetstream.create":              true,
+		"nats.jetstream.max_pending":         natspub.DefaultMaxPending,
+		"nats.jetstream.ack_timeout":         natspub.DefaultAckTimeout,
+		"nats.buffer":                        natspub.DefaultBufferSize,
+		"nats.require_connect":               false,
+		"http.listen":                        "127.0.0.1:9090",
+		"log.level":                          "info",
+		"log.format":                         "text",
+		"status.interval":                    5 * time.Second,
+		"status.summary":                     false,
+		"shutdown.drain_timeout":             10 * time.Second,
 	}
 }
 
@@ -164,9 +175,19 @@ func Load(opts Options) (*Config, error) {
 			wholeNumberHook,
 		)
 	}
+	// A key the file check reported is not reported again: it named the value as written, or said that a list
+	// was given as a mapping (whose entries, decoded as a list of one, would only add noise).
+	reported := func(key string) bool {
+		for _, f := range errs.Fields {
+			if f.Key == key || strings.HasPrefix(f.Reason, "must be a list") && strings.HasPrefix(key, f.Key+"[") {
+				return true
+			}
+		}
+		return false
+	}
 	if err := v.Unmarshal(&cfg, decode); err != nil {
 		for _, f := range decodeErrors(err) {
-			if errs.Has(f.Key) { // the file check already named it, with the value as written
+			if reported(f.Key) {
 				continue
 			}
 			if b, ok := Bounds()[f.Key]; ok && (strings.HasSuffix(f.Reason, " is out of range") || strings.HasSuffix(f.Reason, " is not a whole number")) {
@@ -180,7 +201,7 @@ func Load(opts Options) (*Config, error) {
 	// reported once, by its decode error.
 	if err := cfg.Validate(); err != nil {
 		for _, f := range err.(*Error).Fields {
-			if !errs.Has(f.Key) {
+			if !reported(f.Key) {
 				errs.Fields = append(errs.Fields, f)
 			}
 		}

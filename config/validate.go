@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sestream/sestream/message"
 	"github.com/sestream/sestream/se"
+	"github.com/sestream/sestream/stages/source"
 )
 
 // FieldError is one invalid configuration value.
@@ -59,7 +61,72 @@ func (e *Error) Has(key string) bool {
 	return false
 }
 
-type validator struct{ fields []FieldError }
+// Limits of the integer keys that size memory or goroutines. A value above its limit is an error, so that a
+// typo cannot make the process allocate or start without bound. docs/config.md lists each.
+const (
+	// MaxStreams bounds the number of streams: each has a capture goroutine and a frame queue.
+	MaxStreams = 256
+	// MaxQueueSize bounds queue.size, in frames per stream (a 1080p BGR frame is 6 MB).
+	MaxQueueSize = 1024
+	// MaxInputSide bounds preprocess.width and preprocess.height, in pixels (the same limit as
+	// stages/preprocess, which cannot be imported here: it needs OpenCV).
+	MaxInputSide = 8192
+	// MaxThreads bounds engine.threads, per worker.
+	MaxThreads = 256
+	// MaxBatchSize bounds batch.max_size, in frames.
+	MaxBatchSize = 1024
+	// MaxWorkers bounds workers: each owns one engine session and its tensors.
+	MaxWorkers = 64
+	// MaxTopK bounds attention.top_k, in gates per SE block per frame.
+	MaxTopK = 4096
+	// MaxNATSBuffer bounds nats.buffer, in messages.
+	MaxNATSBuffer = 1 << 20
+	// MaxPending bounds nats.jetstream.max_pending, in publishes awaiting acknowledgement.
+	MaxPending = 1 << 16
+)
+
+// Bound is the allowed range of an integer key, both ends included.
+type Bound struct {
+	Min, Max int
+	// Zero says what 0 means when Min is 0 ("from the model"); empty when 0 is an ordinary value or not allowed.
+	Zero string
+}
+
+// String is "1..1024", or "0..8192 (0 = from the model)".
+func (b Bound) String() string {
+	s := fmt.Sprintf("%d..%d", b.Min, b.Max)
+	if b.Zero != "" {
+		s += " (0 = " + b.Zero + ")"
+	}
+	return s
+}
+
+// Bounds returns the range of every integer key, by key path. It is the one list Validate, the file check and
+// docs/config.md follow.
+func Bounds() map[string]Bound {
+	b := map[string]Bound{
+		"queue.size":                 {1, MaxQueueSize, ""},
+		"preprocess.width":           {0, MaxInputSide, "from the model"},
+		"preprocess.height":          {0, MaxInputSide, "from the model"},
+		"engine.threads":             {0, MaxThreads, "the backend's default"},
+		"batch.max_size":             {1, MaxBatchSize, ""},
+		"workers":                    {1, MaxWorkers, ""},
+		"attention.top_k":            {1, MaxTopK, ""},
+		"nats.buffer":                {1, MaxNATSBuffer, ""},
+		"nats.jetstream.max_pending": {1, MaxPending, ""},
+	}
+	for _, r := range se.MonitorRanges() { // the drift ranges are se's
+		if r.Integer {
+			b["attention.drift."+r.Name] = Bound{Min: int(r.Min), Max: int(r.Max)}
+		}
+	}
+	return b
+}
+
+type validator struct {
+	fields []FieldError
+	bounds map[string]Bound
+}
 
 func (v *validator) add(key, format string, args ...any) {
 	v.fields = append(v.fields, FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
@@ -74,9 +141,14 @@ func (v *validator) oneOf(key, value string, allowed ...string) {
 	v.add(key, "%q is not one of %s", value, strings.Join(allowed, ", "))
 }
 
-func (v *validator) positive(key string, n int) {
-	if n < 1 {
-		v.add(key, "must be at least 1, got %d", n)
+// inRange checks an integer key against its Bound.
+func (v *validator) inRange(key string, n int) {
+	b, ok := v.bounds[key]
+	if !ok {
+		panic("config: no bound for " + key)
+	}
+	if n < b.Min || n > b.Max {
+		v.add(key, "must be within %s, got %d", b, n)
 	}
 }
 
@@ -108,12 +180,15 @@ func (v *validator) hostPort(key, addr string) {
 
 // Validate checks every field and returns a *Error listing all invalid ones, or nil.
 func (c *Config) Validate() error {
-	var v validator
+	v := validator{bounds: Bounds()}
+	if len(c.Streams) > MaxStreams {
+		v.add("streams", "has %d streams, at most %d are allowed", len(c.Streams), MaxStreams)
+	}
 	seen := map[string]int{}
 	for i, s := range c.Streams {
 		key := fmt.Sprintf("streams[%d]", i)
 		if err := message.ValidateToken(s.Name); err != nil {
-			v.add(key+".name", "stream %v; a stream name is one NATS subject token", err)
+			v.add(key+".name", "stream %v (a stream name is 1-%d letters, digits, '-' or '_')", err, message.MaxTokenLen)
 		} else if j, dup := seen[s.Name]; dup {
 			v.add(key+".name", "stream name %q is also used by streams[%d]", s.Name, j)
 		} else {
@@ -121,6 +196,8 @@ func (c *Config) Validate() error {
 		}
 		if strings.TrimSpace(s.URL) == "" {
 			v.add(key+".url", "is empty; give a file, rtsp:// or http(s):// URL, a device or an image directory")
+		} else if _, err := source.Parse(s.URL); err != nil {
+			v.add(key+".url", "%v", err)
 		}
 		if v.finite(key+".fps", s.FPS) && s.FPS < 0 {
 			v.add(key+".fps", "must be 0 (every frame) or positive, got %v", s.FPS)
@@ -137,16 +214,12 @@ func (c *Config) Validate() error {
 		v.durationPositive(key+".stall_timeout", s.StallTimeout)
 	}
 
-	v.positive("queue.size", c.Queue.Size)
+	v.inRange("queue.size", c.Queue.Size)
 	v.oneOf("queue.policy", c.Queue.Policy, "auto", "block", "drop_oldest", "drop_newest")
 
 	p := c.Preprocess
-	if p.Width < 0 {
-		v.add("preprocess.width", "must be 0 (from the model) or positive, got %d", p.Width)
-	}
-	if p.Height < 0 {
-		v.add("preprocess.height", "must be 0 (from the model) or positive, got %d", p.Height)
-	}
+	v.inRange("preprocess.width", p.Width)
+	v.inRange("preprocess.height", p.Height)
 	if p.Resize != "" {
 		v.oneOf("preprocess.resize", p.Resize, "stretch", "letterbox", "center_crop")
 	}
@@ -189,29 +262,26 @@ func (c *Config) Validate() error {
 	}
 
 	v.oneOf("engine.backend", c.Engine.Backend, "auto", "onnxruntime", "opencv")
-	if c.Engine.Threads < 0 {
-		v.add("engine.threads", "must be 0 (library default) or positive, got %d", c.Engine.Threads)
-	}
+	v.inRange("engine.threads", c.Engine.Threads)
 
-	v.positive("batch.max_size", c.Batch.MaxSize)
-	if c.Batch.MaxSize > 1024 {
-		v.add("batch.max_size", "must be at most 1024, got %d", c.Batch.MaxSize)
-	}
+	v.inRange("batch.max_size", c.Batch.MaxSize)
 	v.durationPositive("batch.max_delay", c.Batch.MaxDelay)
-	v.positive("workers", c.Workers)
-	if c.Workers > 64 {
-		v.add("workers", "must be at most 64, got %d", c.Workers)
-	}
+	v.inRange("workers", c.Workers)
 
-	v.positive("attention.top_k", c.Attention.TopK)
-	// The drift ranges are se's: config reports se's verdict under the key of the field.
-	d := c.Attention.Drift
-	dc := se.DriftConfig{Alpha: d.Alpha, Threshold: d.Threshold, Hysteresis: d.Hysteresis, Warmup: max(d.Warmup, 1), TopChanges: c.Attention.TopK}
-	for field, err := range dc.FieldErrors() {
-		v.add("attention.drift."+field, "%v", err)
+	v.inRange("attention.top_k", c.Attention.TopK)
+	// The drift ranges are se's (se.MonitorRanges): config reports se's verdict under the key of the field.
+	// Integer keys are checked against their Bounds entry (made from the same ranges) like every integer key.
+	drift := c.Attention.Drift.Monitor().FieldErrors()
+	for _, r := range se.MonitorRanges() {
+		if err := drift[r.Name]; err != nil && !r.Integer {
+			v.add("attention.drift."+r.Name, "%v", err)
+		}
 	}
-	if d.Warmup < 0 {
-		v.add("attention.drift.warmup", "must be 0 or positive, got %d", d.Warmup)
+	dv := reflect.ValueOf(c.Attention.Drift)
+	for i := range dv.NumField() {
+		if dv.Field(i).Kind() == reflect.Int {
+			v.inRange("attention.drift."+dv.Type().Field(i).Tag.Get("mapstructure"), int(dv.Field(i).Int()))
+		}
 	}
 
 	n := c.NATS
@@ -227,21 +297,13 @@ func (c *Config) Validate() error {
 	if n.URL == "" {
 		v.hostPort("nats.embedded.listen", n.Embedded.Listen)
 	}
-	if n.Token != "" && (n.User != "" || n.Password != "") {
-		v.add("nats.token", "cannot be combined with nats.user/nats.password")
-	}
-	if (n.User == "") != (n.Password == "") {
-		v.add("nats.user", "nats.user and nats.password must be given together")
-	}
-	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
-		v.add("nats.tls.cert", "nats.tls.cert and nats.tls.key must be given together")
-	}
-	v.positive("nats.buffer", n.Buffer)
+	v.fields = append(v.fields, n.AuthErrors()...)
+	v.inRange("nats.buffer", n.Buffer)
 	if n.JetStream.Enabled || n.Embedded.JetStream {
 		if err := message.ValidateToken(n.JetStream.Stream); err != nil {
 			v.add("nats.jetstream.stream", "JetStream stream %v", err)
 		}
-		v.positive("nats.jetstream.max_pending", n.JetStream.MaxPending)
+		v.inRange("nats.jetstream.max_pending", n.JetStream.MaxPending)
 		v.durationPositive("nats.jetstream.ack_timeout", n.JetStream.AckTimeout)
 	}
 
@@ -257,6 +319,23 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return &Error{Fields: v.fields}
+}
+
+// AuthErrors reports the combinations of credentials and TLS files that cannot work together, by key path:
+// a token with a user or password, a user without a password (or the reverse), a certificate without its key
+// (or the reverse). Validate includes them; `sestream sub` checks its flags with it too.
+func (n NATS) AuthErrors() []FieldError {
+	var v validator
+	if n.Token != "" && (n.User != "" || n.Password != "") {
+		v.add("nats.token", "cannot be combined with nats.user/nats.password")
+	}
+	if (n.User == "") != (n.Password == "") {
+		v.add("nats.user", "nats.user and nats.password must be given together")
+	}
+	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
+		v.add("nats.tls.cert", "nats.tls.cert and nats.tls.key must be given together")
+	}
+	return v.fields
 }
 
 // URLs splits nats.url into its comma-separated server URLs; empty means the embedded server.

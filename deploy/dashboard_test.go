@@ -34,7 +34,8 @@ func exposedNames(t *testing.T) map[string]bool {
 	m.ModelLoaded(metrics.ModelInfo{Name: "fashion-se", Digest: "sha256:0", Engine: "onnxruntime", SEBlocks: 2})
 	m.ObserveBatch(4, 8, time.Millisecond)
 	m.ObserveFrame("cam1", 20*time.Millisecond)
-	m.SetAttention("cam1", "se1", 0.5, 0.9, &d)
+	m.SetAttention("cam1", "se1", 0.5, 0.1, 0.9, &d)
+	m.SetDrift("cam1", false)
 	m.SetSourceState("cam1", "running")
 	m.SourceReconnect("cam1")
 

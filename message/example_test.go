@@ -28,7 +28,8 @@ func ExampleSubject() {
 
 func ExampleLine() {
 	kind, v, err := message.Decode([]byte(`{"schema":"sestream.attention/v1","stream":"cam1","seq":7,
-		"blocks":[{"name":"b0","entropy":0.12},{"name":"b1","entropy":0.55},{"name":"b2","entropy":0.97}]}`))
+		"blocks":[{"name":"b0","mean":0.52,"std":0.11},{"name":"b1","mean":0.47,"std":0.09},{"name":"b2","mean":0.5,"std":0.14}],
+		"drift":{"phase":"detecting","score":0.38,"hits":2,"rise_count":12,"on":false}}`))
 	if err != nil {
 		panic(err)
 	}
@@ -36,5 +37,5 @@ func ExampleLine() {
 	fmt.Println(message.Line(v))
 	// Output:
 	// attention
-	// cam1 #7 entropy ▂▅█ 0.12..0.97 (3 blocks)
+	// cam1 #7 drift 0.38 hits 2/12 | gates mean±std 0.52±0.11 0.47±0.09 0.50±0.14
 }

@@ -73,12 +73,26 @@ func attentionLine(a *Attention) string {
 	if len(a.Blocks) == 0 {
 		return fmt.Sprintf("%s #%d attention (no SE blocks)", a.Stream, a.Seq)
 	}
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for i := range a.Blocks {
-		lo = min(lo, a.Blocks[i].Entropy)
-		hi = max(hi, a.Blocks[i].Entropy)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s #%d", a.Stream, a.Seq)
+	if d := a.Drift; d != nil {
+		if d.Phase == "detecting" {
+			fmt.Fprintf(&b, " drift %.2f hits %d/%d", d.Score, d.Hits, d.RiseCount)
+		} else {
+			fmt.Fprintf(&b, " drift %s", d.Phase)
+		}
+		if d.On {
+			b.WriteString(" ON")
+		}
+		if d.Still {
+			b.WriteString(" still")
+		}
 	}
-	return fmt.Sprintf("%s #%d entropy %s %.2f..%.2f (%d blocks)", a.Stream, a.Seq, EntropyBar(a.Blocks), lo, hi, len(a.Blocks))
+	b.WriteString(" | gates mean±std")
+	for i := range a.Blocks {
+		fmt.Fprintf(&b, " %.2f±%.2f", a.Blocks[i].Mean, a.Blocks[i].Std)
+	}
+	return b.String()
 }
 
 func eventLine(e *Event) string {
@@ -91,20 +105,23 @@ func eventLine(e *Event) string {
 		if d.OutageMillis != 0 {
 			fmt.Fprintf(&b, " outage=%.0fms", d.OutageMillis)
 		}
-		if d.Block != "" {
-			fmt.Fprintf(&b, " block=%s", d.Block)
+		if d.State != "" {
+			fmt.Fprintf(&b, " %s", d.State)
 		}
 		if d.Frame != 0 {
 			fmt.Fprintf(&b, " frame=%d", d.Frame)
 		}
-		if d.Drift != nil {
-			fmt.Fprintf(&b, " drift=%.3f", *d.Drift)
+		if d.Score != nil {
+			fmt.Fprintf(&b, " score=%.2f hits=%d/%d", *d.Score, d.Hits, d.RiseCount)
 		}
-		if d.Threshold != nil {
-			fmt.Fprintf(&b, " threshold=%.3f", *d.Threshold)
+		if d.Still {
+			b.WriteString(" still")
 		}
-		if len(d.TopChanged) > 0 {
-			fmt.Fprintf(&b, " channels=%v", d.TopChanged)
+		for _, blk := range d.Blocks {
+			fmt.Fprintf(&b, " %s=%.2f/%.2f", blk.Name, blk.Score, blk.Threshold)
+			for _, m := range blk.Moved {
+				fmt.Fprintf(&b, " ch%d%+.1f", m.Channel, m.Z)
+			}
 		}
 		if d.Error != "" {
 			fmt.Fprintf(&b, " error=%q", d.Error)

@@ -167,8 +167,15 @@ type Block struct {
 	// Stats are the gate statistics (mean, std, min, max, entropy, effective_channels, top,
 	// saturated, suppressed); their fields appear inline in the JSON object.
 	Stats
-	// Drift is 1 - cosine(gates, the stream's baseline for this block), when drift is tracked.
-	Drift *float64 `json:"drift,omitempty"`
+	// DriftScore is how far this frame's gates are from the stream's own baseline for this block, in units
+	// of the stream's variability (a shrunk Mahalanobis distance divided by the channel count: about 1 or
+	// less on typical frames); DriftThreshold is the block's calibrated per-frame threshold. Both are left
+	// out while the baseline warms up (and the threshold until calibration ends), and when drift is off.
+	DriftScore     *float64 `json:"drift_score,omitempty"`
+	DriftThreshold *float64 `json:"drift_threshold,omitempty"`
+	// Moved are the channels whose gates moved most from the stream's baseline, as [channel, z] with z the
+	// signed z-score (gate - baseline mean) / baseline std, largest |z| first.
+	Moved []MovedChannel `json:"moved,omitempty"`
 	// Vector is the full gate vector, C values in channel order, when vectors are included.
 	Vector []float32 `json:"vector,omitempty"`
 }
@@ -185,6 +192,25 @@ type Attention struct {
 	Model    Model     `json:"model"`
 	// Blocks are the SE blocks in network order.
 	Blocks []Block `json:"blocks"`
+	// Drift is the stream's attention drift state after this frame; left out when drift is off.
+	Drift *Drift `json:"drift,omitempty"`
+}
+
+// Drift is a stream's attention drift state, as of one frame.
+type Drift struct {
+	// Phase is "warming" (the baselines learn), "calibrating" (thresholds are being set from the stream's
+	// own frames) or "detecting".
+	Phase string `json:"phase"`
+	// Score is the largest block score relative to its threshold (DriftScore / DriftThreshold): a frame
+	// over 1 is a hit. 0 before detection starts.
+	Score float64 `json:"score"`
+	// Hits counts the hit frames in the last window; RiseCount is the count that raises the alarm.
+	Hits      int `json:"hits"`
+	RiseCount int `json:"rise_count"`
+	// On is true while the stream's attention drift alarm is on (between an attention_drift rise and fall).
+	On bool `json:"on"`
+	// Still is true when the gates stopped changing from frame to frame (a frozen picture, a covered lens).
+	Still bool `json:"still,omitempty"`
 }
 
 // EventKind says what an event reports.
@@ -197,12 +223,12 @@ const (
 	EventReconnected EventKind = "reconnected"
 	EventEnded       EventKind = "ended"
 	EventError       EventKind = "error"
-	EventDriftOn     EventKind = "drift_on"
-	EventDriftOff    EventKind = "drift_off"
+	// EventAttentionDrift: the stream's attention drift alarm rose or fell (EventDetails.State).
+	EventAttentionDrift EventKind = "attention_drift"
 )
 
 // EventKinds lists every event kind.
-var EventKinds = [...]EventKind{EventConnected, EventLost, EventReconnected, EventEnded, EventError, EventDriftOn, EventDriftOff}
+var EventKinds = [...]EventKind{EventConnected, EventLost, EventReconnected, EventEnded, EventError, EventAttentionDrift}
 
 // Valid reports whether k is one of EventKinds.
 func (k EventKind) Valid() bool {
@@ -230,15 +256,29 @@ type EventDetails struct {
 	RetryInMillis float64 `json:"retry_in_ms,omitempty"`
 	// Skipped counts, for image folders, the files skipped so far (not images, or not decodable).
 	Skipped int `json:"skipped,omitempty"`
-	// Block is the SE block whose drift crossed the threshold (drift_on, drift_off).
-	Block string `json:"block,omitempty"`
-	// Frame is the sequence number of the frame that triggered the event.
+	// State is "rise" or "fall" (attention_drift).
+	State string `json:"state,omitempty"`
+	// Frame is the sequence number of the frame that triggered the event (attention_drift).
 	Frame uint64 `json:"frame,omitempty"`
-	// Drift is the drift value at the crossing, and Threshold the configured threshold.
-	Drift     *float64 `json:"drift,omitempty"`
-	Threshold *float64 `json:"threshold,omitempty"`
-	// TopChanged are the channels whose gates moved most against the baseline, largest change first.
-	TopChanged []int `json:"top_changed,omitempty"`
+	// Score, Hits and RiseCount are the stream's drift score and windowed hit count on that frame, and the
+	// count that raises the alarm (attention_drift; see Drift).
+	Score     *float64 `json:"score,omitempty"`
+	Hits      int      `json:"hits,omitempty"`
+	RiseCount int      `json:"rise_count,omitempty"`
+	// Still: the gates had stopped changing on that frame (attention_drift).
+	Still bool `json:"still,omitempty"`
+	// Blocks are the SE blocks involved (attention_drift): on a rise those over their threshold on that
+	// frame, on a fall every block; each with its score, threshold and most moved channels.
+	Blocks []DriftBlock `json:"blocks,omitempty"`
+}
+
+// DriftBlock is one SE block in an attention_drift event.
+type DriftBlock struct {
+	Name      string         `json:"name"`
+	Order     int            `json:"order"`
+	Score     float64        `json:"score"`
+	Threshold float64        `json:"threshold"`
+	Moved     []MovedChannel `json:"moved,omitempty"`
 }
 
 // Event is published on <prefix>.<stream>.event when a stream changes state.

@@ -1,6 +1,7 @@
 package message
 
 import (
+	"math"
 	"time"
 )
 
@@ -29,27 +30,35 @@ func sampleAttention(blocks int) *Attention {
 		Model:    Model{Name: "se-mobilenet-fashion", Digest: ""},
 	}
 	for i := range blocks {
+		c := 16 << (i % 4)
+		entropy := 0.99 - 0.001*float64(i)
 		b := Block{
-			Name: "features." + string(rune('a'+i%26)) + ".se.gate", Order: i, Channels: 16 << (i % 4),
+			Name: "features." + string(rune('a'+i%26)) + ".se.gate", Order: i, Channels: c,
 			Stats: Stats{
-				Mean: 0.48, Std: 0.21, Min: 0.03, Max: 0.97, Entropy: float64(i+1) / float64(blocks+1),
-				EffectiveChannels: 12.7, Top: []TopGate{{Channel: 3, Value: 0.97}, {Channel: 11, Value: 0.94}, {Channel: 0, Value: 0.9}, {Channel: 7, Value: 0.88}, {Channel: 5, Value: 0.85}},
-				Saturated: 0.125, Suppressed: 0.0625,
+				Mean: 0.48, Std: 0.21, Min: 0.03, Max: 0.97, Entropy: entropy,
+				// exp(H) with H = entropy * ln C: the two are one statistic in two units.
+				EffectiveChannels: math.Round(math.Pow(float64(c), entropy)*100) / 100,
+				Top:               []TopGate{{Channel: 3, Value: 0.97}, {Channel: 11, Value: 0.94}, {Channel: 0, Value: 0.9}, {Channel: 7, Value: 0.88}, {Channel: 5, Value: 0.85}},
+				Saturated:         0.125, Suppressed: 0.0625,
 			},
+			DriftScore: ptr(0.8 + 0.1*float64(i)), DriftThreshold: ptr(2.1),
+			Moved: []MovedChannel{{Channel: 11, Z: 2.4}, {Channel: 3, Z: -1.9}},
 		}
 		if i == 0 {
-			b.Drift = ptr(0.031)
 			b.Vector = []float32{0.5, 0.97, 0.03, 0.44}
 		}
 		a.Blocks = append(a.Blocks, b)
 	}
+	a.Drift = &Drift{Phase: "detecting", Score: 0.43, Hits: 1, RiseCount: 12}
 	return a
 }
 
 func sampleEvent() *Event {
 	return &Event{
-		Schema: SchemaEvent, Stream: "cam1", BootID: "4f1c2a9e0b7d3e55", Kind: EventDriftOn, Time: sampleTime,
-		Details: &EventDetails{Block: "features.3.se.gate", Frame: 1042, Drift: ptr(0.27), Threshold: ptr(0.2), TopChanged: []int{11, 3, 40}},
+		Schema: SchemaEvent, Stream: "cam1", BootID: "4f1c2a9e0b7d3e55", Kind: EventAttentionDrift, Time: sampleTime,
+		Details: &EventDetails{State: "rise", Frame: 1042, Score: ptr(3.4), Hits: 12, RiseCount: 12,
+			Blocks: []DriftBlock{{Name: "features.3.se.gate", Order: 1, Score: 7.1, Threshold: 2.1,
+				Moved: []MovedChannel{{Channel: 11, Z: 6.2}, {Channel: 3, Z: -4.8}, {Channel: 40, Z: 4.1}}}}},
 	}
 }
 

@@ -57,7 +57,7 @@ func TestMessagesValidateAgainstSchemas(t *testing.T) {
 		{"result with raw outputs", KindResult, noLabels},
 		{"attention 16 blocks", KindAttention, sampleAttention(16)},
 		{"attention no blocks", KindAttention, sampleAttention(0)},
-		{"event drift_on", KindEvent, sampleEvent()},
+		{"event attention_drift", KindEvent, sampleEvent()},
 		{"event without details", KindEvent, minimalEvent},
 		{"status", KindStatus, sampleStatus()},
 		{"status no streams", KindStatus, emptyStatus},
@@ -197,7 +197,7 @@ func TestCapturedKeepsNanoseconds(t *testing.T) {
 func BenchmarkEncodeFrame(b *testing.B) {
 	r, a := sampleResult(), sampleAttention(16)
 	for i := range a.Blocks {
-		a.Blocks[i].Vector, a.Blocks[i].Drift = nil, ptr(0.01)
+		a.Blocks[i].Vector = nil
 	}
 	b.ReportAllocs()
 	var n int

@@ -64,3 +64,48 @@ func StatsOf(s *se.Stats) Stats {
 	return Stats{Mean: s.Mean, Std: s.Std, Min: s.Min, Max: s.Max, Entropy: s.Entropy,
 		EffectiveChannels: s.EffectiveChannels, Top: top, Saturated: s.Saturated, Suppressed: s.Suppressed}
 }
+
+// MovedChannel is a channel whose gate moved from the stream's baseline: its index and signed z-score. In
+// JSON it is the two-element array [channel, z].
+type MovedChannel struct {
+	Channel int
+	Z       float64
+}
+
+// MarshalJSON encodes c as [channel, z].
+func (c MovedChannel) MarshalJSON() ([]byte, error) {
+	return json.Marshal([2]any{c.Channel, c.Z})
+}
+
+// UnmarshalJSON decodes [channel, z] where channel is a non-negative integer.
+func (c *MovedChannel) UnmarshalJSON(data []byte) error {
+	var pair []json.Number
+	if err := json.Unmarshal(data, &pair); err != nil {
+		return fmt.Errorf("moved channel %s: want [channel, z]: %w", data, err)
+	}
+	if len(pair) != 2 {
+		return fmt.Errorf("moved channel %s: has %d elements, want [channel, z]", data, len(pair))
+	}
+	ch, err := pair[0].Int64()
+	if err != nil || ch < 0 || ch > math.MaxInt32 {
+		return fmt.Errorf("moved channel %s: channel %s is not a non-negative integer", data, pair[0])
+	}
+	z, err := pair[1].Float64()
+	if err != nil {
+		return fmt.Errorf("moved channel %s: z: %w", data, err)
+	}
+	c.Channel, c.Z = int(ch), z
+	return nil
+}
+
+// MovedOf encodes the moved channels of an se sample for a message (a copy: the sample is reused).
+func MovedOf(moved []se.MovedChannel) []MovedChannel {
+	if len(moved) == 0 {
+		return nil
+	}
+	out := make([]MovedChannel, len(moved))
+	for i, m := range moved {
+		out[i] = MovedChannel{Channel: m.Channel, Z: m.Z}
+	}
+	return out
+}

@@ -15,12 +15,20 @@ var ErrBadToken = errors.New("not a valid NATS subject token")
 // DefaultPrefix is the subject prefix used when none is configured.
 const DefaultPrefix = "sestream"
 
-// ValidateToken checks that name can be one NATS subject token: not empty, and without dots,
-// whitespace, control characters or the wildcards '*' and '>'. Stream names must pass it;
-// a bad name is an error, never silently rewritten.
+// MaxTokenLen is the longest subject token ValidateToken accepts, in bytes: stream names, prefix tokens and
+// JetStream stream names stay short enough for every subject, message id and metric label built from them.
+const MaxTokenLen = 64
+
+// ValidateToken checks that name can be one NATS subject token: 1 to MaxTokenLen bytes of letters, digits,
+// '-' and '_' (letters and digits may be any Unicode ones). Dots, whitespace, control characters, the
+// wildcards '*' and '>' and every other character are refused. Stream names must pass it; a bad name is an
+// error, never silently rewritten.
 func ValidateToken(name string) error {
 	if name == "" {
 		return fmt.Errorf("name is empty: %w", ErrBadToken)
+	}
+	if len(name) > MaxTokenLen {
+		return fmt.Errorf("name %q is %d bytes long, longer than %d: %w", clipToken(name), len(name), MaxTokenLen, ErrBadToken)
 	}
 	for i := 0; i < len(name); {
 		r, size := utf8.DecodeRuneInString(name[i:])
@@ -36,6 +44,8 @@ func ValidateToken(name string) error {
 			why = "whitespace"
 		case unicode.IsControl(r):
 			why = "a control character"
+		case !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && r != '_':
+			return fmt.Errorf("name %q contains %q at byte %d, which is not a letter, digit, '-' or '_': %w", name, r, i, ErrBadToken)
 		}
 		if why != "" {
 			return fmt.Errorf("name %q contains %s at byte %d: %w", name, why, i, ErrBadToken)
@@ -43,6 +53,18 @@ func ValidateToken(name string) error {
 		i += size
 	}
 	return nil
+}
+
+// clipToken shortens a long name for an error message.
+func clipToken(name string) string {
+	if len(name) <= 24 {
+		return name
+	}
+	cut := 24
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return name[:cut] + "..."
 }
 
 // ValidatePrefix checks a subject prefix: one or more tokens joined by dots, each passing ValidateToken.

@@ -87,8 +87,11 @@ type Metrics struct {
 	state      *prometheus.GaugeVec
 	modelInfo  *prometheus.GaugeVec
 	meanGate   *prometheus.GaugeVec
+	gateStd    *prometheus.GaugeVec
 	entropy    *prometheus.GaugeVec
 	drift      *prometheus.GaugeVec
+	driftOn    *prometheus.GaugeVec
+	driftRises *prometheus.CounterVec
 
 	sources atomic.Pointer[Sources]
 	loaded  atomic.Bool
@@ -105,10 +108,13 @@ type streamHandles struct {
 	reconnect prometheus.Counter
 	state     []prometheus.Gauge // indexed like source.States
 	current   atomic.Int32       // index in source.States + 1; 0 when unknown
+	driftOn   prometheus.Gauge
+	rises     prometheus.Counter
+	on        atomic.Bool // the drift alarm's last state, to count rises
 }
 
 type blockHandles struct {
-	meanGate, entropy, drift prometheus.Gauge
+	meanGate, gateStd, entropy, drift prometheus.Gauge
 }
 
 // progress remembers when a stream's captured count last moved.
@@ -156,16 +162,23 @@ func New(o Options) *Metrics {
 	m.entropy = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "attention_entropy",
 		Help: "Normalized entropy of the SE gates of the last processed frame (1 = spread evenly, 0 = one channel)."},
 		[]string{"stream", "block"})
-	m.drift = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "attention_drift",
-		Help: "1 - cosine similarity of the last frame's SE gates to the stream's moving baseline, per SE block."},
+	m.gateStd = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "attention_gate_std",
+		Help: "Standard deviation of the SE gate values of the last processed frame, per stream and SE block."}, []string{"stream", "block"})
+	m.drift = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "attention_drift_score",
+		Help: "Drift score of the last frame's SE gates against the stream's own baseline, per SE block, in units of the stream's variability (about 1 or less on typical frames)."},
 		[]string{"stream", "block"})
+	m.driftOn = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "attention_drift_active",
+		Help: "1 while the stream's calibrated attention drift alarm is on (between an attention_drift rise and fall event), else 0."},
+		[]string{"stream"})
+	m.driftRises = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "attention_drift_events_total",
+		Help: "Attention drift alarms raised (attention_drift rise events), per stream."}, []string{"stream"})
 
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "build_info",
 		Help: "Always 1; the labels name the sestream version and the Go version that built it."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(o.Version, runtime.Version()).Set(1)
 
 	m.reg.MustRegister(m.batchSize, m.batchFill, m.inference, m.latency, m.reconnects, m.state, m.modelInfo,
-		m.meanGate, m.entropy, m.drift, buildInfo, snapshotCollector{m},
+		m.meanGate, m.gateStd, m.entropy, m.drift, m.driftOn, m.driftRises, buildInfo, snapshotCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -205,14 +218,28 @@ func (m *Metrics) ObserveFrame(stream string, endToEnd time.Duration) {
 	m.stream(stream).latency.Observe(endToEnd.Seconds())
 }
 
-// SetAttention sets one SE block's gauges for a stream from its last processed frame. drift is nil while the
-// stream's baseline is warming up or when drift is disabled; the drift gauge then keeps its last value.
-func (m *Metrics) SetAttention(stream, block string, meanGate, entropy float64, drift *float64) {
+// SetAttention sets one SE block's gauges for a stream from its last processed frame. driftScore is nil while
+// the stream's baseline is warming up or when drift is disabled; the drift gauge then keeps its last value.
+func (m *Metrics) SetAttention(stream, block string, meanGate, gateStd, entropy float64, driftScore *float64) {
 	h := m.block(stream, block)
 	h.meanGate.Set(meanGate)
+	h.gateStd.Set(gateStd)
 	h.entropy.Set(entropy)
-	if drift != nil {
-		h.drift.Set(*drift)
+	if driftScore != nil {
+		h.drift.Set(*driftScore)
+	}
+}
+
+// SetDrift sets a stream's attention drift alarm state after a frame, counting each rise.
+func (m *Metrics) SetDrift(stream string, on bool) {
+	h := m.stream(stream)
+	if was := h.on.Swap(on); on && !was {
+		h.rises.Inc()
+	}
+	if on {
+		h.driftOn.Set(1)
+	} else {
+		h.driftOn.Set(0)
 	}
 }
 
@@ -247,7 +274,8 @@ func (m *Metrics) stream(name string) *streamHandles {
 	if h, ok = m.streams[name]; ok {
 		return h
 	}
-	h = &streamHandles{latency: m.latency.WithLabelValues(name), reconnect: m.reconnects.WithLabelValues(name)}
+	h = &streamHandles{latency: m.latency.WithLabelValues(name), reconnect: m.reconnects.WithLabelValues(name),
+		driftOn: m.driftOn.WithLabelValues(name), rises: m.driftRises.WithLabelValues(name)}
 	for _, s := range source.States {
 		h.state = append(h.state, m.state.WithLabelValues(name, string(s)))
 	}
@@ -268,8 +296,8 @@ func (m *Metrics) block(stream, block string) *blockHandles {
 	if h, ok = m.blocks[key]; ok {
 		return h
 	}
-	h = &blockHandles{meanGate: m.meanGate.WithLabelValues(stream, block), entropy: m.entropy.WithLabelValues(stream, block),
-		drift: m.drift.WithLabelValues(stream, block)}
+	h = &blockHandles{meanGate: m.meanGate.WithLabelValues(stream, block), gateStd: m.gateStd.WithLabelValues(stream, block),
+		entropy: m.entropy.WithLabelValues(stream, block), drift: m.drift.WithLabelValues(stream, block)}
 	m.blocks[key] = h
 	return h
 }

@@ -257,9 +257,13 @@ func TestObservations(t *testing.T) {
 	}
 	m.ObserveFrame("cam2", 2*time.Second)
 	d := 0.25
-	m.SetAttention("cam1", "se1", 0.4, 0.9, nil)
-	m.SetAttention("cam1", "se1", 0.5, 0.8, &d)
-	m.SetAttention("cam1", "se2", 0.6, 0.7, nil)
+	m.SetAttention("cam1", "se1", 0.4, 0.1, 0.9, nil)
+	m.SetAttention("cam1", "se1", 0.5, 0.12, 0.8, &d)
+	m.SetDrift("cam1", true)
+	m.SetDrift("cam1", true)
+	m.SetDrift("cam1", false)
+	m.SetDrift("cam1", true)
+	m.SetAttention("cam1", "se2", 0.6, 0.2, 0.7, nil)
 	m.SetSourceState("cam1", "running")
 	m.SetSourceState("cam2", "starting")
 	m.SetSourceState("cam2", "reconnecting")
@@ -280,9 +284,12 @@ func TestObservations(t *testing.T) {
 		{"sestream_frame_latency_seconds", []string{"stream", "cam2"}, 1},
 		{"sestream_attention_mean_gate", []string{"stream", "cam1", "block", "se1"}, 0.5},
 		{"sestream_attention_entropy", []string{"stream", "cam1", "block", "se1"}, 0.8},
-		{"sestream_attention_drift", []string{"stream", "cam1", "block", "se1"}, 0.25},
+		{"sestream_attention_drift_score", []string{"stream", "cam1", "block", "se1"}, 0.25},
+		{"sestream_attention_gate_std", []string{"stream", "cam1", "block", "se1"}, 0.12},
+		{"sestream_attention_drift_active", []string{"stream", "cam1"}, 1},
+		{"sestream_attention_drift_events_total", []string{"stream", "cam1"}, 2},
 		{"sestream_attention_mean_gate", []string{"stream", "cam1", "block", "se2"}, 0.6},
-		{"sestream_attention_drift", []string{"stream", "cam1", "block", "se2"}, 0},
+		{"sestream_attention_drift_score", []string{"stream", "cam1", "block", "se2"}, 0},
 		{"sestream_source_state", []string{"stream", "cam1", "state", "running"}, 1},
 		{"sestream_source_state", []string{"stream", "cam1", "state", "reconnecting"}, 0},
 		{"sestream_source_state", []string{"stream", "cam2", "state", "reconnecting"}, 1},
@@ -436,7 +443,7 @@ func TestHotPathAllocs(t *testing.T) {
 	m := New(Options{MaxBatch: 8})
 	d := 0.1
 	m.ObserveFrame("cam1", time.Millisecond)
-	m.SetAttention("cam1", "se1", 0.5, 0.5, &d)
+	m.SetAttention("cam1", "se1", 0.5, 0.1, 0.5, &d)
 	m.SetSourceState("cam1", "running")
 	tests := []struct {
 		name string
@@ -444,7 +451,7 @@ func TestHotPathAllocs(t *testing.T) {
 	}{
 		{"ObserveBatch", func() { m.ObserveBatch(8, 8, time.Millisecond) }},
 		{"ObserveFrame", func() { m.ObserveFrame("cam1", time.Millisecond) }},
-		{"SetAttention", func() { m.SetAttention("cam1", "se1", 0.5, 0.5, &d) }},
+		{"SetAttention", func() { m.SetAttention("cam1", "se1", 0.5, 0.1, 0.5, &d) }},
 		{"SetSourceState", func() { m.SetSourceState("cam1", "running") }},
 	}
 	for _, tt := range tests {
@@ -467,7 +474,7 @@ func BenchmarkSetAttention(b *testing.B) {
 	d := 0.01
 	b.ReportAllocs()
 	for b.Loop() {
-		m.SetAttention("cam1", "features.3.se", 0.5, 0.9, &d)
+		m.SetAttention("cam1", "features.3.se", 0.5, 0.1, 0.9, &d)
 	}
 }
 
@@ -478,7 +485,7 @@ func BenchmarkScrape(b *testing.B) {
 	for _, s := range []string{"cam1", "cam2", "cam3", "cam4"} {
 		m.ObserveFrame(s, time.Millisecond)
 		for _, blk := range []string{"se1", "se2", "se3"} {
-			m.SetAttention(s, blk, 0.5, 0.5, nil)
+			m.SetAttention(s, blk, 0.5, 0.1, 0.5, nil)
 		}
 	}
 	b.ReportAllocs()

@@ -250,8 +250,9 @@ func (p *headerParser) word() (string, error) {
 
 // tuple parses a tuple of non-negative integers: (), (5,), (4, 3).
 func (p *headerParser) tuple() ([]int, error) {
+	open := p.i
 	if !p.eat('(') {
-		return nil, fmt.Errorf("%w: header: shape must be a tuple", ErrFormat)
+		return nil, fmt.Errorf("%w: header: shape must be a tuple, got %q", ErrFormat, clip(p.rest(open)))
 	}
 	shape := []int{}
 	for {
@@ -265,7 +266,12 @@ func (p *headerParser) tuple() ([]int, error) {
 		}
 		d, err := strconv.Atoi(p.s[start:p.i])
 		if err != nil || d > MaxElements {
-			return nil, fmt.Errorf("%w: header: bad shape dimension %q", ErrFormat, p.s[start:p.i])
+			tok := p.s[start:]
+			if end := strings.IndexAny(tok, ",)"); end >= 0 {
+				tok = tok[:end]
+			}
+			return nil, fmt.Errorf("%w: header: shape %s: dimension %d is %q, want an integer 0..%d",
+				ErrFormat, clip(p.rest(open)), len(shape)+1, clip(strings.TrimSpace(tok)), MaxElements)
 		}
 		if len(shape) == 32 {
 			return nil, fmt.Errorf("%w: header: shape has more than 32 dimensions", ErrFormat)
@@ -275,11 +281,25 @@ func (p *headerParser) tuple() ([]int, error) {
 		if !p.eat(',') {
 			p.space()
 			if !p.eat(')') {
-				return nil, fmt.Errorf("%w: header: want ',' or ')' in shape at offset %d", ErrFormat, p.i)
+				got := "the end of the header"
+				if !p.done() {
+					got = fmt.Sprintf("%q", p.s[p.i])
+				}
+				return nil, fmt.Errorf("%w: header: shape %s: want ',' or ')' after dimension %d, got %s",
+					ErrFormat, clip(p.rest(open)), len(shape), got)
 			}
 			return shape, nil
 		}
 	}
+}
+
+// rest returns the header text from offset i through the first ')' after it (or to the end).
+func (p *headerParser) rest(i int) string {
+	r := p.s[i:]
+	if end := strings.IndexByte(r, ')'); end >= 0 {
+		r = r[:end+1]
+	}
+	return r
 }
 
 func clip(s string) string {

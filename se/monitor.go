@@ -107,6 +107,9 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
+	if e.Range.Integer && math.Abs(e.Value) < 1e15 && e.Value == math.Trunc(e.Value) {
+		return fmt.Sprintf("%s is %d, want in [%d, %d]", e.Range.Name, int64(e.Value), int64(e.Range.Min), int64(e.Range.Max))
+	}
 	return fmt.Sprintf("%s is %v, want in [%v, %v]", e.Range.Name, e.Value, e.Range.Min, e.Range.Max)
 }
 

@@ -25,7 +25,7 @@ func TestExitCodes(t *testing.T) {
 		{"help", []string{"run", "--help"}, exitOK, []string{"built-in demo"}},
 		{"unknown command", []string{"frobnicate"}, exitUsage, []string{"unknown command"}},
 		{"unknown flag", []string{"run", "--bogus"}, exitUsage, []string{"unknown flag"}},
-		{"bad config", []string{"run", "--config", badConfig}, exitUsage, []string{"batch.max_szie: unknown key", "workers: must be at least 1"}},
+		{"bad config", []string{"run", "--config", badConfig}, exitUsage, []string{"batch.max_szie: unknown key", "workers: must be within 1..64, got 0"}},
 		{"missing config", []string{"run", "--config", filepath.Join(dir, "none.yaml")}, exitUsage, []string{"none.yaml"}},
 		{"not a model", []string{"run", "--model", notModel, "--stream", "a=x.mp4"}, exitUsage, []string{"model.path", "notes.onnx"}},
 		{"bad stream flag", []string{"run", "--stream", "no-equals-sign"}, exitUsage, []string{"NAME=URL"}},

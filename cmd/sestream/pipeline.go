@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,7 +22,7 @@ import (
 )
 
 // newLogger builds the process logger from log.level and log.format.
-func newLogger(cfg config.Log, w *os.File) *slog.Logger {
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by config
 	opts := &slog.HandlerOptions{Level: level}
@@ -44,7 +45,7 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 		}
 	}
 	demo := len(cfg.Streams) == 0
-	log := newLogger(cfg.Log, os.Stderr)
+	log := newLogger(cfg.Log, cmd.ErrOrStderr())
 	m := metrics.New(metrics.Options{Version: version.Version(), MaxBatch: cfg.Batch.MaxSize})
 	opts := sestream.Options{Logger: log, Metrics: m}
 	if demo || cfg.Status.Summary {
@@ -57,6 +58,10 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 			return badInput(err)
 		}
 		return err
+	}
+	if mdl := p.Model(); len(mdl.Blocks) == 0 {
+		log.Warn("model has no SE blocks: results are published, but attention messages list no blocks and drift is off; check the model with sestream inspect",
+			"model", mdl.Path)
 	}
 	if demo {
 		fmt.Fprintf(cmd.ErrOrStderr(), "sestream demo: model %s (%d SE blocks) on %s, looped.\n", p.Model().Path, len(p.Model().Blocks), p.Streams()[0].URL)

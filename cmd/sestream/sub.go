@@ -6,20 +6,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/internal/redact"
 	"github.com/sestream/sestream/message"
 )
 
 // subOptions are the flags of `sestream sub`.
 type subOptions struct {
-	url, prefix, stream, kind, creds string
-	json                             bool
-	count                            int
+	url, prefix, stream, kind string
+	json                      bool
+	count                     int
+	// config is a configuration file whose nats section gives the URL, prefix, credentials and TLS files;
+	// flags given on the command line override it.
+	config string
+	// auth holds the credentials and TLS files, as the nats section of a configuration does.
+	auth config.NATS
+	// changed reports whether a flag was given on the command line.
+	changed func(flag string) bool
+}
+
+// subAuthFlags maps the flags of sub that set credentials and TLS onto their configuration keys.
+var subAuthFlags = []struct{ flag, key string }{
+	{"user", "nats.user"}, {"password", "nats.password"}, {"token", "nats.token"}, {"creds", "nats.creds"},
+	{"nkey", "nats.nkey"}, {"tls-ca", "nats.tls.ca"}, {"tls-cert", "nats.tls.cert"}, {"tls-key", "nats.tls.key"},
 }
 
 func newSubCmd() *cobra.Command {
@@ -28,15 +43,22 @@ func newSubCmd() *cobra.Command {
 		Use:   "sub",
 		Short: "Print sestream messages from NATS: results, attention, events, status",
 		Long: `sub subscribes to the messages a running "sestream run" publishes and prints one line per message:
-results (frame, top class and score, latency), attention (SE entropy per block as a bar, one glyph per
-block: ▁ = attention on one channel, █ = spread evenly), events and status heartbeats.
+results (frame, top class and score, latency), attention (the stream's attention drift score and hit count,
+ON while its drift alarm is on, and each SE block's gate mean and std), events and status heartbeats.
 With --json it prints each message's JSON as received. The default URL is the embedded server of
-"sestream run" on this machine.`,
+"sestream run" on this machine.
+
+Credentials and TLS are given as for "sestream run": --user and --password, --token, --creds or --nkey, and
+--tls-ca, --tls-cert and --tls-key; or --config FILE reads them, with the URL and the prefix, from the nats
+section of the same configuration (flags given beside it override it).`,
 		Example: `  sestream sub
   sestream sub --stream cam1 --kind result --count 10
-  sestream sub --kind attention --json`,
+  sestream sub --kind attention --json
+  sestream sub --nats tls://nats.example:4222 --tls-ca ca.pem --user viewer --password "$PW"
+  sestream sub --config sestream.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.changed = func(flag string) bool { return cmd.Flags().Changed(flag) }
 			return runSub(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -47,8 +69,111 @@ With --json it prints each message's JSON as received. The default URL is the em
 	f.StringVar(&o.kind, "kind", "all", "message kind: result, attention, event, status or all")
 	f.BoolVar(&o.json, "json", false, "print the raw JSON messages, one per line")
 	f.IntVar(&o.count, "count", 0, "exit after this many messages (0: run until interrupted)")
-	f.StringVar(&o.creds, "creds", "", "NATS credentials file")
+	f.StringVar(&o.config, "config", "", "read the URL, prefix, credentials and TLS files from this configuration's nats section")
+	f.StringVar(&o.auth.User, "user", "", "NATS user (with --password)")
+	f.StringVar(&o.auth.Password, "password", "", "NATS password (with --user)")
+	f.StringVar(&o.auth.Token, "token", "", "NATS token")
+	f.StringVar(&o.auth.Creds, "creds", "", "NATS credentials file (JWT and nkey seed)")
+	f.StringVar(&o.auth.NKey, "nkey", "", "file holding an nkey seed")
+	f.StringVar(&o.auth.TLS.CA, "tls-ca", "", "CA certificate file to verify the server")
+	f.StringVar(&o.auth.TLS.Cert, "tls-cert", "", "client certificate file (with --tls-key)")
+	f.StringVar(&o.auth.TLS.Key, "tls-key", "", "client key file (with --tls-cert)")
 	return cmd
+}
+
+// authField returns the flag's field of n.
+func authField(n *config.NATS, flag string) *string {
+	return map[string]*string{"user": &n.User, "password": &n.Password, "token": &n.Token, "creds": &n.Creds,
+		"nkey": &n.NKey, "tls-ca": &n.TLS.CA, "tls-cert": &n.TLS.Cert, "tls-key": &n.TLS.Key}[flag]
+}
+
+// resolve merges --config's nats section under the flags that were given, and checks the credentials as
+// config does. Errors name the flag, or the key when --config is given.
+func (o subOptions) resolve() (subOptions, error) {
+	changed := o.changed
+	if changed == nil {
+		changed = func(string) bool { return false }
+	}
+	if o.config != "" {
+		cfg, err := config.Load(config.Options{File: o.config})
+		if err != nil {
+			return o, fmt.Errorf("--config %s: %w", o.config, err)
+		}
+		n := cfg.NATS
+		if !changed("nats") {
+			o.url = cfg.NATS.URL
+			if o.url == "" {
+				o.url = "nats://" + n.Embedded.Listen // the embedded server of `sestream run`
+			}
+		}
+		if !changed("prefix") {
+			o.prefix = n.Prefix
+		}
+		for _, a := range subAuthFlags {
+			if changed(a.flag) {
+				*authField(&n, a.flag) = *authField(&o.auth, a.flag)
+			}
+		}
+		o.auth = n
+	}
+	var problems []string
+	name := strings.NewReplacer()
+	if o.config == "" {
+		pairs := make([]string, 0, 2*len(subAuthFlags))
+		for _, a := range subAuthFlags {
+			pairs = append(pairs, a.key, "--"+a.flag)
+		}
+		name = strings.NewReplacer(pairs...)
+	}
+	for _, f := range o.auth.AuthErrors() {
+		problems = append(problems, name.Replace(f.Error()))
+	}
+	for _, a := range subAuthFlags {
+		path := *authField(&o.auth, a.flag)
+		if path == "" || a.flag == "user" || a.flag == "password" || a.flag == "token" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", name.Replace(a.key), err))
+		}
+	}
+	if len(problems) > 0 {
+		msg := strings.Join(problems, "; ")
+		if o.config != "" {
+			msg = fmt.Sprintf("--config %s with the flags given: %s", o.config, msg)
+		}
+		return o, errors.New(msg)
+	}
+	return o, nil
+}
+
+// natsOptions are the connection options for the credentials and TLS files.
+func (o subOptions) natsOptions() ([]nats.Option, error) {
+	a := o.auth
+	opts := []nats.Option{nats.Name("sestream sub"), nats.MaxReconnects(-1)}
+	if a.User != "" {
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	}
+	if a.Token != "" {
+		opts = append(opts, nats.Token(a.Token))
+	}
+	if a.Creds != "" {
+		opts = append(opts, nats.UserCredentials(a.Creds))
+	}
+	if a.NKey != "" {
+		opt, err := nats.NkeyOptionFromSeed(a.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("nkey seed file %s: %w", a.NKey, err)
+		}
+		opts = append(opts, opt)
+	}
+	if a.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(a.TLS.CA))
+	}
+	if a.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(a.TLS.Cert, a.TLS.Key))
+	}
+	return opts, nil
 }
 
 // subjects returns the subjects to subscribe to for the stream and kind filters.
@@ -81,6 +206,10 @@ func (o subOptions) subjects() ([]string, error) {
 }
 
 func runSub(ctx context.Context, o subOptions, stdout, stderr io.Writer) error {
+	o, err := o.resolve()
+	if err != nil {
+		return badInput(err)
+	}
 	subjects, err := o.subjects()
 	if err != nil {
 		return badInput(err)
@@ -88,18 +217,23 @@ func runSub(ctx context.Context, o subOptions, stdout, stderr io.Writer) error {
 	if o.count < 0 {
 		return badInput(fmt.Errorf("--count %d: must not be negative", o.count))
 	}
-	if err := message.ValidateServerURL(o.url); err != nil {
-		return badInput(fmt.Errorf("--nats: %w", err))
+	for _, u := range strings.Split(o.url, ",") {
+		if err := message.ValidateServerURL(strings.TrimSpace(u)); err != nil {
+			return badInput(fmt.Errorf("--nats: %w", err))
+		}
 	}
-	opts := []nats.Option{nats.Name("sestream sub"), nats.MaxReconnects(-1)}
-	if o.creds != "" {
-		opts = append(opts, nats.UserCredentials(o.creds))
+	opts, err := o.natsOptions()
+	if err != nil {
+		return badInput(err)
 	}
 	nc, err := nats.Connect(o.url, opts...)
 	if err != nil {
 		hint := ""
-		if errors.Is(err, nats.ErrNoServers) {
+		switch {
+		case errors.Is(err, nats.ErrNoServers):
 			hint = " (is sestream run, or another NATS server, running there?)"
+		case errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization violation"):
+			hint = " refused the credentials (check --user/--password, --token, --creds, --nkey or --config)"
 		}
 		return fmt.Errorf("nats server %s%s: %w", redact.URL(o.url), hint, err)
 	}

@@ -37,12 +37,18 @@ func startTestPublisher(t *testing.T) *natspub.Publisher {
 // stream cam1 and cam2), an event and a status every 10 ms until sub exits or 10 s pass.
 func runSubWhilePublishing(t *testing.T, p *natspub.Publisher, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runWhilePublishing(t, p, append([]string{"sub", "--nats", p.ClientURL()}, args...)...)
+}
+
+// runWhilePublishing runs the command line args as runSubWhilePublishing does, adding nothing to it.
+func runWhilePublishing(t *testing.T, p *natspub.Publisher, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	done := make(chan int, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	go func() {
-		done <- execute(ctx, append([]string{"sub", "--nats", p.ClientURL()}, args...), &out, &errOut)
+		done <- execute(ctx, args, &out, &errOut)
 	}()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -57,7 +63,8 @@ func runSubWhilePublishing(t *testing.T, p *natspub.Publisher, args ...string) (
 				Batch: message.Batch{ID: seq, Size: 2}, Top: []message.Class{{Index: 1, Label: "trouser", Score: 0.75}},
 				Timings: message.Timings{Inference: 4, Total: 9.5}})
 			p.PublishAttention(ctx, &message.Attention{Stream: stream, Seq: seq, Captured: time.Now(),
-				Blocks: []message.Block{{Name: "b0", Channels: 8, Stats: message.Stats{Entropy: 0}}, {Name: "b1", Channels: 8, Stats: message.Stats{Entropy: 1}}}})
+				Blocks: []message.Block{{Name: "b0", Channels: 8, Stats: message.Stats{Mean: 0.5, Std: 0.1}}, {Name: "b1", Channels: 8, Stats: message.Stats{Mean: 0.25, Std: 0.05}}},
+				Drift:  &message.Drift{Phase: "detecting", Score: 1.5, Hits: 12, RiseCount: 12, On: true}})
 		}
 		p.PublishEvent(ctx, &message.Event{Stream: "cam1", Kind: message.EventConnected})
 		p.PublishStatus(ctx, &message.Status{Version: "test"})
@@ -76,8 +83,8 @@ func TestSub(t *testing.T) {
 				t.Errorf("line %q", line)
 			}
 		}},
-		{"attention bar", []string{"--kind", "attention", "--count", "2"}, func(t *testing.T, line string) {
-			if !strings.Contains(line, "entropy ▁█ 0.00..1.00 (2 blocks)") {
+		{"attention drift", []string{"--kind", "attention", "--count", "2"}, func(t *testing.T, line string) {
+			if !strings.Contains(line, "drift 1.50 hits 12/12 ON | gates mean±std 0.50±0.10 0.25±0.05") {
 				t.Errorf("line %q", line)
 			}
 		}},

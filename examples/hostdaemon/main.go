@@ -1,6 +1,6 @@
 // Command hostdaemon is a minimal camera daemon that owns its capture loop and embeds sestream: it reads
 // frames with its own gocv VideoCapture, pushes them into a sestream pipeline, and prints each frame's top
-// class and mean SE entropy as the pipeline returns them. Results are also published on NATS unless -no-nats.
+// class and attention drift state as the pipeline returns them. Results are also published on NATS unless -no-nats.
 //
 //	go run ./examples/hostdaemon -model models/fashion-se.onnx -video samples/fashion.mp4 -no-nats
 package main
@@ -54,11 +54,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			if len(f.Result.Top) > 0 {
 				top = fmt.Sprintf("%s %.3f", f.Result.Top[0].Label, f.Result.Top[0].Score)
 			}
-			entropy := 0.0
-			for _, b := range f.Attention.Blocks {
-				entropy += b.Entropy / float64(len(f.Attention.Blocks))
+			drift := "off"
+			if d := f.Attention.Drift; d != nil {
+				drift = d.Phase
+				if d.Phase == "detecting" {
+					drift = fmt.Sprintf("%.2f", d.Score)
+				}
 			}
-			fmt.Fprintf(out, "frame %d: %s, SE entropy %.3f\n", f.Result.Seq, top, entropy)
+			fmt.Fprintf(out, "frame %d: %s, attention drift %s\n", f.Result.Seq, top, drift)
 		},
 	})
 	if err != nil {

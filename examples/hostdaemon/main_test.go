@@ -29,7 +29,7 @@ func TestHostDaemon(t *testing.T) {
 		t.Fatalf("got %d result lines, want 15:\n%s", len(lines), out.String())
 	}
 	for i, l := range lines {
-		if !strings.HasPrefix(l, "frame ") || !strings.Contains(l, "SE entropy") {
+		if !strings.HasPrefix(l, "frame ") || !strings.Contains(l, "attention drift warming") {
 			t.Fatalf("line %d: %q", i, l)
 		}
 	}

@@ -64,9 +64,9 @@ type Plan struct {
 	// TopK is the number of largest gates listed per SE block.
 	TopK           int
 	IncludeVectors bool
-	// Drift configures attention drift per stream per block; nil when drift is off or the model has no SE
-	// blocks.
-	Drift *se.DriftConfig
+	// Drift configures attention drift (one monitor per stream over all its SE blocks); nil when drift is off
+	// or the model has no SE blocks.
+	Drift *se.MonitorConfig
 	// NATS configures the publisher (connection and JetStream); NATS.Prefix is the subject prefix.
 	NATS           natspub.Options
 	StatusInterval time.Duration
@@ -113,7 +113,7 @@ func New(cfg *config.Config, push []string, bundled Bundled) (*Plan, error) {
 	p.Engine = engine.Options{Backend: engine.Backend(e.Backend), Threads: e.Threads, MaxBatch: cfg.Batch.MaxSize,
 		Library: e.Library, OpenCVBackend: e.OpenCVBackend, OpenCVTarget: e.OpenCVTarget}
 	if d := cfg.Attention.Drift; d.Enabled && len(m.Blocks) > 0 {
-		dc := se.DriftConfig{Alpha: d.Alpha, Threshold: d.Threshold, Hysteresis: d.Hysteresis, Warmup: max(d.Warmup, 1), TopChanges: cfg.Attention.TopK}
+		dc := d.Monitor()
 		if err := dc.Validate(); err != nil {
 			return nil, &InputError{Key: "attention.drift", Err: err}
 		}

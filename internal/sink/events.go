@@ -82,18 +82,26 @@ func (e *Events) Source(se source.Event) {
 	e.send(&message.Event{Schema: message.SchemaEvent, Stream: se.Stream, BootID: e.bootID, Kind: se.Kind, Time: se.Time, Details: d})
 }
 
-// Drift publishes a drift state change of one SE block of one stream.
-func (e *Events) Drift(stream, block string, ev *se.DriftEvent, at time.Time) {
-	kind := message.EventDriftOff
+// AttentionDrift publishes a rise or fall of a stream's attention drift alarm; blocks are the model's SE
+// blocks, to name the event's blocks by their order.
+func (e *Events) AttentionDrift(stream string, ev *se.AttentionEvent, blocks []se.BlockInfo, at time.Time) {
+	state := "fall"
 	if ev.On {
-		kind = message.EventDriftOn
+		state = "rise"
 	}
-	drift, threshold := ev.Drift, ev.Threshold
-	changed := make([]int, len(ev.Changes))
-	for i, c := range ev.Changes {
-		changed[i] = c.Channel
+	score := ev.Score
+	d := &message.EventDetails{State: state, Frame: ev.Frame, Score: &score, Hits: ev.Hits, RiseCount: ev.RiseCount, Still: ev.Still}
+	names := make([]string, 0, len(ev.Blocks))
+	for _, b := range ev.Blocks {
+		name := ""
+		if b.Order >= 0 && b.Order < len(blocks) {
+			name = blocks[b.Order].Name
+		}
+		d.Blocks = append(d.Blocks, message.DriftBlock{Name: name, Order: b.Order, Score: b.Score, Threshold: b.Threshold,
+			Moved: message.MovedOf(b.Moved)})
+		names = append(names, name)
 	}
-	e.log.Info("attention drift", "stream", stream, "block", block, "on", ev.On, "frame", ev.Frame, "drift", fmt.Sprintf("%.3f", drift))
-	e.send(&message.Event{Schema: message.SchemaEvent, Stream: stream, BootID: e.bootID, Kind: kind, Time: at,
-		Details: &message.EventDetails{Block: block, Frame: ev.Frame, Drift: &drift, Threshold: &threshold, TopChanged: changed}})
+	e.log.Info("attention drift", "stream", stream, "state", state, "frame", ev.Frame, "score", fmt.Sprintf("%.2f", score),
+		"hits", fmt.Sprintf("%d/%d", ev.Hits, ev.RiseCount), "still", ev.Still, "blocks", names)
+	e.send(&message.Event{Schema: message.SchemaEvent, Stream: stream, BootID: e.bootID, Kind: message.EventAttentionDrift, Time: at, Details: d})
 }

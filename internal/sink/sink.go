@@ -31,8 +31,8 @@ type Config struct {
 	Blocks []se.BlockInfo
 	// MaxBatch is the batcher's largest batch, for batch fill.
 	MaxBatch int
-	// Drift configures attention drift; nil tracks none.
-	Drift *se.DriftConfig
+	// Drift configures attention drift (one se.AttentionMonitor per stream); nil tracks none.
+	Drift *se.MonitorConfig
 	// IncludeVectors adds each block's whole gate vector to attention messages.
 	IncludeVectors bool
 }
@@ -52,7 +52,7 @@ type Deps struct {
 type Sink struct {
 	cfg   Config
 	deps  Deps
-	drift map[string][]*se.Drift // per stream, per block; made at the stream's first frame
+	drift map[string]*monitor // per stream; made at the stream's first frame
 
 	errLog ratelog.Limiter
 
@@ -62,7 +62,13 @@ type Sink struct {
 
 // New makes a sink.
 func New(cfg Config, deps Deps) *Sink {
-	return &Sink{cfg: cfg, deps: deps, drift: map[string][]*se.Drift{}}
+	return &Sink{cfg: cfg, deps: deps, drift: map[string]*monitor{}}
+}
+
+// monitor is one stream's attention drift monitor and the sample it reuses every frame.
+type monitor struct {
+	m      *se.AttentionMonitor
+	sample *se.MonitorSample
 }
 
 // Window accumulates what the per-second summary reports; see Sink.TakeWindow.
@@ -74,6 +80,10 @@ type Window struct {
 	Top       string  // the last frame's best class and score
 	Entropy   float64 // sum of per-block normalized entropy
 	EntropyN  int
+	Drift     float64 // sum of the streams' drift scores (message.Drift.Score)
+	DriftN    int
+	DriftOn   bool   // some stream's drift alarm was on
+	Phase     string // the last frame's drift phase (warming, calibrating, detecting)
 }
 
 // TakeWindow returns what was accumulated since the last call and starts a new window (keeping Top).
@@ -81,7 +91,7 @@ func (s *Sink) TakeWindow() Window {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.window
-	s.window = Window{Top: w.Top}
+	s.window = Window{Top: w.Top, Phase: w.Phase}
 	return w
 }
 
@@ -101,7 +111,7 @@ func (s *Sink) Handle(ctx context.Context, res *infer.BatchResult) {
 		}
 		counters.Processed()
 		t0 := time.Now()
-		blocks := s.attention(fr, &acc)
+		blocks, drift := s.attention(fr, &acc)
 		result := s.result(res, fr)
 		if len(fr.Top) > 0 {
 			acc.Top = fmt.Sprintf("%s %.2f", fr.Top[0].Label, fr.Top[0].Score)
@@ -110,7 +120,7 @@ func (s *Sink) Handle(ctx context.Context, res *infer.BatchResult) {
 		fr.Info.Timings.Publish = now.Sub(t0)
 		result.Timings = Timings(&fr.Info, now)
 		attention := &message.Attention{Schema: message.SchemaAttention, Stream: fr.Info.Stream, Seq: fr.Info.Seq,
-			BootID: s.cfg.BootID, Captured: fr.Info.Captured, Model: s.cfg.Model, Blocks: blocks}
+			BootID: s.cfg.BootID, Captured: fr.Info.Captured, Model: s.cfg.Model, Blocks: blocks, Drift: drift}
 		if err := s.publish(ctx, result, attention); err != nil {
 			s.errLog.Warn(s.deps.Log, "publishing", "stream", fr.Info.Stream, "seq", fr.Info.Seq, "err", err)
 			continue
@@ -133,64 +143,106 @@ func (s *Sink) Handle(ctx context.Context, res *infer.BatchResult) {
 	}
 	w.Entropy += acc.Entropy
 	w.EntropyN += acc.EntropyN
+	w.Drift += acc.Drift
+	w.DriftN += acc.DriftN
+	w.DriftOn = w.DriftOn || acc.DriftOn
+	if acc.Phase != "" {
+		w.Phase = acc.Phase
+	}
 	s.mu.Unlock()
 }
 
-// attention computes one frame's per-block attention: statistics, drift (raising drift events), vectors.
-func (s *Sink) attention(fr *infer.FrameResult, acc *Window) []message.Block {
+// attention computes one frame's per-block attention: statistics, vectors, and drift against the stream's
+// baseline (raising attention_drift events). The second result is the stream's drift state, nil when drift is
+// off.
+func (s *Sink) attention(fr *infer.FrameResult, acc *Window) ([]message.Block, *message.Drift) {
 	blocks := make([]message.Block, len(fr.Gates))
-	drifts := s.driftFor(fr.Info.Stream)
+	valid := true
 	for j, g := range fr.Gates {
 		info := s.cfg.Blocks[j]
 		b := message.Block{Name: info.Name, Order: info.Order, Channels: len(g)}
 		if fr.StatsErr[j] != nil {
 			s.errLog.Warn(s.deps.Log, "gates are not valid numbers; statistics left out", "stream", fr.Info.Stream, "block", info.Name, "err", fr.StatsErr[j])
 			blocks[j] = b
+			valid = false
 			continue
 		}
 		b.Stats = message.StatsOf(&fr.Stats[j])
 		acc.Entropy += fr.Stats[j].Entropy
 		acc.EntropyN++
-		if drifts != nil {
-			sample, err := drifts[j].Update(fr.Info.Seq, g)
-			if err != nil {
-				s.errLog.Warn(s.deps.Log, "attention drift not updated", "stream", fr.Info.Stream, "block", info.Name, "err", err)
-			} else {
-				d := sample.Drift
-				b.Drift = &d
-				if sample.Event != nil {
-					s.deps.Events.Drift(fr.Info.Stream, info.Name, sample.Event, fr.Info.Captured)
-				}
-			}
-		}
 		if s.cfg.IncludeVectors {
 			b.Vector = g
 		}
-		if m := s.deps.Metrics; m != nil {
-			m.SetAttention(fr.Info.Stream, info.Name, fr.Stats[j].Mean, fr.Stats[j].Entropy, b.Drift)
-		}
 		blocks[j] = b
 	}
-	return blocks
+	var drift *message.Drift
+	if mon := s.monitorFor(fr.Info.Stream); mon != nil && valid {
+		ev, err := mon.m.Update(fr.Info.Seq, fr.Gates, mon.sample)
+		if err != nil {
+			s.errLog.Warn(s.deps.Log, "attention drift not updated", "stream", fr.Info.Stream, "err", err)
+		} else {
+			drift = s.driftOf(mon.sample, blocks)
+			acc.Drift, acc.DriftN = acc.Drift+mon.sample.Score, acc.DriftN+1
+			if mon.sample.On {
+				acc.DriftOn = true
+			}
+			acc.Phase = drift.Phase
+			if ev != nil {
+				s.deps.Events.AttentionDrift(fr.Info.Stream, ev, s.cfg.Blocks, fr.Info.Captured)
+			}
+		}
+	}
+	if m := s.deps.Metrics; m != nil {
+		for j := range blocks {
+			if fr.StatsErr[j] == nil {
+				m.SetAttention(fr.Info.Stream, blocks[j].Name, blocks[j].Mean, blocks[j].Std, blocks[j].Entropy, blocks[j].DriftScore)
+			}
+		}
+		if drift != nil {
+			m.SetDrift(fr.Info.Stream, drift.On)
+		}
+	}
+	return blocks, drift
 }
 
-// driftFor returns a stream's drift detectors, one per block, made at its first frame; nil when drift is off.
-func (s *Sink) driftFor(stream string) []*se.Drift {
+// driftOf copies the monitor's sample into the message: per-block scores, thresholds and moved channels,
+// and the stream's state.
+func (s *Sink) driftOf(smp *se.MonitorSample, blocks []message.Block) *message.Drift {
+	for j := range blocks {
+		bs := &smp.Blocks[j]
+		if bs.Ready {
+			score := bs.Score
+			blocks[j].DriftScore = &score
+			blocks[j].Moved = message.MovedOf(bs.Moved)
+		}
+		if bs.Threshold > 0 {
+			th := bs.Threshold
+			blocks[j].DriftThreshold = &th
+		}
+	}
+	return &message.Drift{Phase: smp.Phase.String(), Score: smp.Score, Hits: smp.Hits, RiseCount: smp.RiseCount,
+		On: smp.On, Still: smp.Still}
+}
+
+// monitorFor returns a stream's drift monitor, made at its first frame; nil when drift is off.
+func (s *Sink) monitorFor(stream string) *monitor {
 	if s.cfg.Drift == nil || len(s.cfg.Blocks) == 0 {
 		return nil
 	}
-	ds, ok := s.drift[stream]
+	mon, ok := s.drift[stream]
 	if !ok {
-		ds = make([]*se.Drift, len(s.cfg.Blocks))
-		for i := range ds {
-			var err error
-			if ds[i], err = se.NewDrift(*s.cfg.Drift); err != nil { // validated by the plan
-				panic("sink: drift config: " + err.Error())
-			}
+		channels := make([]int, len(s.cfg.Blocks))
+		for i, b := range s.cfg.Blocks {
+			channels[i] = b.Channels
 		}
-		s.drift[stream] = ds
+		m, err := se.NewAttentionMonitor(*s.cfg.Drift, channels)
+		if err != nil { // the plan validated the config and the model has blocks
+			panic("sink: attention monitor: " + err.Error())
+		}
+		mon = &monitor{m: m, sample: m.NewSample()}
+		s.drift[stream] = mon
 	}
-	return ds
+	return mon
 }
 
 // result builds one frame's result message (timings are added by Handle).

@@ -3,7 +3,6 @@ package sink
 import (
 	"fmt"
 	"io"
-	"math"
 	"time"
 
 	"github.com/sestream/sestream/internal/quantile"
@@ -11,7 +10,8 @@ import (
 )
 
 // Summary prints one line per second: fps in and out, drops, batch fill, latency p50/p99, the current top
-// class and the mean SE entropy.
+// class and the attention drift score (the mean over the second of the streams' scores; over 1 is a hit),
+// with ON while a stream's drift alarm is on.
 type Summary struct {
 	Out      io.Writer
 	Sink     *Sink
@@ -59,16 +59,22 @@ func WriteSummary(out io.Writer, now time.Time, elapsed time.Duration, stats []p
 	if q, ok := quantile.Sorted(w.Latencies, 0.5, 0.99); ok {
 		p50, p99 = fmtMillis(q[0]), fmtMillis(q[1])
 	}
-	ent := math.NaN()
-	if w.EntropyN > 0 {
-		ent = w.Entropy / float64(w.EntropyN)
+	drift := "-"
+	switch {
+	case w.DriftN > 0 && w.Phase == "detecting":
+		drift = fmt.Sprintf("%.2f", w.Drift/float64(w.DriftN))
+	case w.Phase != "":
+		drift = w.Phase
+	}
+	if w.DriftOn {
+		drift += " ON"
 	}
 	top := w.Top
 	if top == "" {
 		top = "-"
 	}
-	fmt.Fprintf(out, "%s  fps in %5.1f out %5.1f | dropped %d | batch fill %3.0f%% of %d | latency p50 %s p99 %s | top %s | SE entropy %.3f\n",
-		now.Format("15:04:05"), float64(in)/sec, float64(outN)/sec, dropped, fill*100, maxBatch, p50, p99, top, ent)
+	fmt.Fprintf(out, "%s  fps in %5.1f out %5.1f | dropped %d | batch fill %3.0f%% of %d | latency p50 %s p99 %s | top %s | attention drift %s\n",
+		now.Format("15:04:05"), float64(in)/sec, float64(outN)/sec, dropped, fill*100, maxBatch, p50, p99, top, drift)
 }
 
 func fmtMillis(d time.Duration) string {

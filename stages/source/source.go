@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,7 +28,8 @@ const (
 	KindRTSP Kind = "rtsp"
 	// KindHTTP is an http:// or https:// stream that FFmpeg opens: MJPEG, HLS, a served file.
 	KindHTTP Kind = "http"
-	// KindNetwork is any other URL with a scheme FFmpeg may know (udp://, rtmp://, srt://).
+	// KindNetwork is a URL of one of the other FFmpeg network protocols in NetworkSchemes (udp://, rtp://,
+	// srt://, rtmp://, rtmps://, tcp://).
 	KindNetwork Kind = "network"
 	// KindDevice is a V4L2 capture device: an index such as "0" or a path such as /dev/video0.
 	KindDevice Kind = "device"
@@ -107,9 +109,28 @@ func Parse(raw string) (Spec, error) {
 			}
 			return Spec{Kind: KindHTTP, Target: s}, nil
 		}
-		return Spec{Kind: KindNetwork, Target: s}, nil
+		if slices.Contains(NetworkSchemes(), strings.ToLower(u.Scheme)) {
+			if u.Host == "" {
+				return Spec{}, fmt.Errorf("source url %s: no host", redact.URL(s))
+			}
+			return Spec{Kind: KindNetwork, Target: s}, nil
+		}
+		return Spec{}, fmt.Errorf("source url %s: unknown scheme %q; sestream reads %s:// URLs, file paths, devices and image directories",
+			redact.URL(s), u.Scheme, strings.Join(Schemes(), ":// "))
 	}
 	return pathSpec(s), nil
+}
+
+// Schemes lists every URL scheme Parse accepts, in the order error messages name them.
+func Schemes() []string {
+	return append([]string{"file", "rtsp", "rtsps", "http", "https"}, NetworkSchemes()...)
+}
+
+// NetworkSchemes lists the schemes of the other FFmpeg network protocols a source may use (KindNetwork).
+// FFmpeg knows more (its "ffmpeg -protocols"); only these live video transports are accepted, so that a typo
+// or a protocol that reads local resources (concat:, pipe:, data:) is refused when the configuration is read.
+func NetworkSchemes() []string {
+	return []string{"udp", "rtp", "srt", "rtmp", "rtmps", "tcp"}
 }
 
 func pathSpec(p string) Spec {

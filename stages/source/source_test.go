@@ -44,6 +44,28 @@ var parseSourceCases = []struct {
 	{"http://", "", "", 0, "no host"},
 	{"file://otherhost/x.mp4", "", "", 0, "must be local"},
 	{"rtsp://user:secret@cam:bad/x", "", "", 0, "rtsp://user:xxxxx@cam:bad/x"},
+	{"SRT://10.0.0.7:9000?mode=caller", KindNetwork, "SRT://10.0.0.7:9000?mode=caller", 0, ""},
+	{"rtmp://live.example/app/key", KindNetwork, "rtmp://live.example/app/key", 0, ""},
+	{"rtp://239.0.0.2:5004", KindNetwork, "rtp://239.0.0.2:5004", 0, ""},
+	{"tcp://10.0.0.8:5000", KindNetwork, "tcp://10.0.0.8:5000", 0, ""},
+	{"udp://@:1234", KindNetwork, "udp://@:1234", 0, ""},
+	{"foo://x", "", "", 0, `unknown scheme "foo"; sestream reads file:// rtsp:// rtsps:// http:// https:// udp:// rtp:// srt:// rtmp:// rtmps:// tcp:// URLs`},
+	{"rstp://cam1/live", "", "", 0, `unknown scheme "rstp"`},
+	{"ftp://user:secret@host/clip.mp4", "", "", 0, "ftp://user:xxxxx@host/clip.mp4: unknown scheme"},
+	{"udp://", "", "", 0, "no host"},
+}
+
+// TestSchemesAreParsed: every scheme Schemes lists is one Parse accepts.
+func TestSchemesAreParsed(t *testing.T) {
+	for _, s := range Schemes() {
+		host := "host"
+		if s == "file" {
+			host = "localhost"
+		}
+		if _, err := Parse(s + "://" + host + "/x"); err != nil {
+			t.Errorf("Schemes lists %s, but Parse refuses it: %v", s, err)
+		}
+	}
 }
 
 func TestParse(t *testing.T) {
