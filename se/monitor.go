@@ -213,14 +213,6 @@ type EventBlock struct {
 	Moved     []MovedChannel
 }
 
-// Kind returns "drift_on" or "drift_off".
-func (e *AttentionEvent) Kind() string {
-	if e.On {
-		return "drift_on"
-	}
-	return "drift_off"
-}
-
 // AttentionMonitor watches one stream's SE gates, all blocks, and raises calibrated drift alarms. Make one
 // per stream with NewAttentionMonitor and call Update once per frame, in frame order, from the goroutine
 // that owns the stream's postprocessing. Not safe for concurrent use.

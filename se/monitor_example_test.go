@@ -8,7 +8,7 @@ import (
 )
 
 // One monitor per stream, fed every frame's gates of all SE blocks in model block order. After warm-up
-// and calibration on normal frames, a lasting change raises drift_on and its end drift_off.
+// and calibration on normal frames, a lasting change raises rise and its end fall.
 func ExampleAttentionMonitor() {
 	cfg := se.DefaultMonitorConfig()
 	cfg.WarmupFrames, cfg.CalibrationFrames = 100, 300
@@ -37,7 +37,11 @@ func ExampleAttentionMonitor() {
 			return
 		}
 		if ev != nil {
-			fmt.Printf("frame %d: %s", ev.Frame, ev.Kind())
+			state := "fall"
+			if ev.On {
+				state = "rise"
+			}
+			fmt.Printf("frame %d: %s", ev.Frame, state)
 			if ev.On {
 				fmt.Printf(", block %d, channel %d moved most", ev.Blocks[0].Order, ev.Blocks[0].Moved[0].Channel)
 			}
@@ -45,6 +49,6 @@ func ExampleAttentionMonitor() {
 		}
 	}
 	// Output:
-	// frame 708: drift_on, block 1, channel 3 moved most
-	// frame 783: drift_off
+	// frame 708: rise, block 1, channel 3 moved most
+	// frame 783: fall
 }

@@ -365,7 +365,7 @@ func testMonitorConfig() MonitorConfig {
 }
 
 // End to end: a normal stream raises nothing; shifting a few channels of one block against the common
-// factor raises one drift_on naming that block and those channels, and a drift_off after it ends.
+// factor raises one rise naming that block and those channels, and a fall after it ends.
 func TestAttentionMonitorShift(t *testing.T) {
 	channels := []int{16, 32, 64}
 	cfg := testMonitorConfig()
@@ -405,31 +405,31 @@ func TestAttentionMonitorShift(t *testing.T) {
 	start := frame
 	evs := feed(48, true)
 	if len(evs) != 1 || !evs[0].On {
-		t.Fatalf("shift: events %+v, want one drift_on", evs)
+		t.Fatalf("shift: events %+v, want one rise", evs)
 	}
 	ev := evs[0]
 	if delay := ev.Frame - start; delay > uint64(cfg.WindowFrames) {
-		t.Errorf("drift_on %d frames after the shift began, want <= %d", delay, cfg.WindowFrames)
+		t.Errorf("rise %d frames after the shift began, want <= %d", delay, cfg.WindowFrames)
 	}
 	if len(ev.Blocks) == 0 || ev.Blocks[0].Order != 1 {
-		t.Fatalf("drift_on blocks %+v, want block 1 first", ev.Blocks)
+		t.Fatalf("rise blocks %+v, want block 1 first", ev.Blocks)
 	}
 	moved := []int{ev.Blocks[0].Moved[0].Channel, ev.Blocks[0].Moved[1].Channel}
 	slices.Sort(moved)
 	if !slices.Equal(moved, []int{3, 7}) || ev.Blocks[0].Moved[1].Z < 1 {
 		t.Errorf("most moved channels %+v, want 3 and 7 with z > 1", ev.Blocks[0].Moved)
 	}
-	if ev.Kind() != "drift_on" {
-		t.Errorf("kind %q", ev.Kind())
+	if !ev.On {
+		t.Errorf("event %+v is a fall, want a rise", ev)
 	}
 	evs = feed(200, false)
 	if len(evs) != 1 || evs[0].On {
-		t.Fatalf("after the shift: %d events, want one drift_off", len(evs))
+		t.Fatalf("after the shift: %d events, want one fall", len(evs))
 	}
 	// The window still holds shifted frames for WindowFrames frames; then the count must stay at the
 	// normal level for FallFrames frames.
 	if d := evs[0].Frame - start - 48; d < uint64(cfg.FallFrames) || d > uint64(cfg.WindowFrames+cfg.FallFrames+24) {
-		t.Errorf("drift_off %d frames after the shift ended, want in [%d, %d]", d, cfg.FallFrames, cfg.WindowFrames+cfg.FallFrames+24)
+		t.Errorf("fall %d frames after the shift ended, want in [%d, %d]", d, cfg.FallFrames, cfg.WindowFrames+cfg.FallFrames+24)
 	}
 }
 
