@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sestream/sestream/config"
+	"github.com/sestream/sestream/internal/natsauth"
 	"github.com/sestream/sestream/internal/redact"
 	"github.com/sestream/sestream/message"
 )
@@ -150,30 +151,12 @@ func (o subOptions) resolve() (subOptions, error) {
 // natsOptions are the connection options for the credentials and TLS files.
 func (o subOptions) natsOptions() ([]nats.Option, error) {
 	a := o.auth
-	opts := []nats.Option{nats.Name("sestream sub"), nats.MaxReconnects(-1)}
-	if a.User != "" {
-		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	auth, err := natsauth.Auth{User: a.User, Password: a.Password, Token: a.Token, CredsFile: a.Creds, NKeySeedFile: a.NKey,
+		CAFile: a.TLS.CA, CertFile: a.TLS.Cert, KeyFile: a.TLS.Key}.Options()
+	if err != nil {
+		return nil, err
 	}
-	if a.Token != "" {
-		opts = append(opts, nats.Token(a.Token))
-	}
-	if a.Creds != "" {
-		opts = append(opts, nats.UserCredentials(a.Creds))
-	}
-	if a.NKey != "" {
-		opt, err := nats.NkeyOptionFromSeed(a.NKey)
-		if err != nil {
-			return nil, fmt.Errorf("nkey seed file %s: %w", a.NKey, err)
-		}
-		opts = append(opts, opt)
-	}
-	if a.TLS.CA != "" {
-		opts = append(opts, nats.RootCAs(a.TLS.CA))
-	}
-	if a.TLS.Cert != "" {
-		opts = append(opts, nats.ClientCert(a.TLS.Cert, a.TLS.Key))
-	}
-	return opts, nil
+	return append([]nats.Option{nats.Name("sestream sub"), nats.MaxReconnects(-1)}, auth...), nil
 }
 
 // subjects returns the subjects to subscribe to for the stream and kind filters.

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sestream/sestream/internal/backoff"
+	"github.com/sestream/sestream/internal/natsauth"
 	"github.com/sestream/sestream/internal/redact"
 	"github.com/sestream/sestream/message"
 )
@@ -296,28 +297,12 @@ func (o Options) connOptions() ([]nats.Option, error) {
 		nats.Timeout(o.ConnectTimeout),
 		nats.CustomReconnectDelay(o.reconnectDelay),
 	}
-	if o.User != "" || o.Password != "" {
-		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	auth, err := natsauth.Auth{User: o.User, Password: o.Password, Token: o.Token, CredsFile: o.CredsFile,
+		NKeySeedFile: o.NKeySeedFile, CAFile: o.TLS.CAFile, CertFile: o.TLS.CertFile, KeyFile: o.TLS.KeyFile}.Options()
+	if err != nil {
+		return nil, err
 	}
-	if o.Token != "" {
-		opts = append(opts, nats.Token(o.Token))
-	}
-	if o.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(o.CredsFile))
-	}
-	if o.NKeySeedFile != "" {
-		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("nats nkey seed file %s: %w", o.NKeySeedFile, err)
-		}
-		opts = append(opts, opt)
-	}
-	if o.TLS.CAFile != "" {
-		opts = append(opts, nats.RootCAs(o.TLS.CAFile))
-	}
-	if o.TLS.CertFile != "" {
-		opts = append(opts, nats.ClientCert(o.TLS.CertFile, o.TLS.KeyFile))
-	}
+	opts = append(opts, auth...)
 	if o.Dialer != nil {
 		opts = append(opts, nats.SetCustomDialer(o.Dialer))
 	}
