@@ -76,6 +76,8 @@ func defaults() map[string]any {
 		"nats.buffer":                natspub.DefaultBufferSize,
 		"nats.require_connect":       false,
 		"http.listen":                "127.0.0.1:9090",
+		"http.dashboard":             true,
+		"http.dashboard_frames":      "local",
 		"log.level":                  "info",
 		"log.format":                 "text",
 		"status.interval":            5 * time.Second,
