@@ -137,7 +137,7 @@ func New(o Options) *Hub {
 		leave: make(chan *client),
 		done:  make(chan struct{}),
 		ended: make(chan struct{}),
-		smp:   sampler{last: map[string]time.Time{}},
+		smp:   sampler{last: map[sampleKey]time.Time{}},
 		frm:   frames{latest: map[string]frame{}},
 		now:   time.Now,
 	}
@@ -159,7 +159,8 @@ func (h *Hub) Clients() int { return int(h.n.Load()) }
 type Stats struct {
 	// Lost counts messages skipped because the hub goroutine was behind (not the sampled-out ones).
 	Lost uint64
-	// Disconnected counts browsers disconnected because they did not drain their updates.
+	// Disconnected counts browsers disconnected because they did not drain their updates (their queue stayed
+	// full, or a write to them timed out).
 	Disconnected uint64
 }
 
@@ -199,11 +200,11 @@ func (h *Hub) Message(subject string, header nats.Header, data []byte) {
 	now := h.now()
 	switch kind {
 	case "attention":
-		if h.smp.due(stream+".a", now, h.opts.ColumnInterval) {
+		if h.smp.due(sampleKey{stream, 'a'}, now, h.opts.ColumnInterval) {
 			h.put(input{kind: kind, stream: stream, data: data})
 		}
 	case "result":
-		if h.smp.due(stream+".r", now, h.opts.ResultInterval) {
+		if h.smp.due(sampleKey{stream, 'r'}, now, h.opts.ResultInterval) {
 			h.put(input{kind: kind, stream: stream, data: data})
 		}
 	case "event":
@@ -233,14 +234,24 @@ func (h *Hub) put(in input) {
 // may call Message from more than one goroutine.
 type sampler struct {
 	mu   sync.Mutex
-	last map[string]time.Time
+	last map[sampleKey]time.Time
 }
 
-func (s *sampler) due(key string, now time.Time, every time.Duration) bool {
+// sampleKey is a stream and a message kind ('a' attention, 'r' result).
+type sampleKey struct {
+	stream string
+	kind   byte
+}
+
+func (s *sampler) due(key sampleKey, now time.Time, every time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t, ok := s.last[key]; ok && now.Sub(t) < every {
+	t, ok := s.last[key]
+	if ok && now.Sub(t) < every {
 		return false
+	}
+	if !ok {
+		key.stream = strings.Clone(key.stream) // do not keep the subject's memory
 	}
 	s.last[key] = now
 	return true
@@ -378,6 +389,7 @@ func (h *Hub) run() {
 					delete(clients, c)
 					close(c.gone)
 					h.kick.Add(1)
+					h.opts.Log.Info("dashboard: disconnected a client that stopped reading", "timeout", h.opts.ClientTimeout, "dropped", c.dropped)
 				}
 			}
 		}

@@ -3,10 +3,12 @@ package dashboard
 import (
 	"bufio"
 	"embed"
+	"errors"
 	"io"
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -73,12 +75,21 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 		deadline func(time.Time) error
 		closed   <-chan struct{} // closed when the browser went away
 	)
+	stuck := false // the browser stopped reading: discard what its socket still holds
 	rc := http.NewResponseController(w)
 	if conn, buf, err := rc.Hijack(); err == nil {
-		defer conn.Close()
-		if tc, ok := conn.(*net.TCPConn); ok {
+		tc, _ := conn.(*net.TCPConn)
+		if tc != nil {
 			tc.SetWriteBuffer(h.opts.SendBuffer)
 		}
+		defer func() {
+			if stuck && tc != nil {
+				// Without this the kernel would keep the unsent data, and the connection, until the
+				// browser reads again: reset it instead.
+				tc.SetLinger(0)
+			}
+			conn.Close()
+		}()
 		bw := bufio.NewWriterSize(conn, 32<<10)
 		out, flush, deadline = bw, bw.Flush, conn.SetWriteDeadline
 		deadline(time.Now().Add(h.opts.ClientTimeout))
@@ -109,6 +120,7 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 		case b = <-c.ch:
 		case <-ping.C:
 		case <-c.gone:
+			stuck = true
 			return
 		case <-closed:
 			return
@@ -130,7 +142,13 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 			err = flush()
 		}
 		if err != nil {
-			h.opts.Log.Debug("dashboard client disconnected", "remote", r.RemoteAddr, "err", err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				stuck = true
+				h.kick.Add(1)
+				h.opts.Log.Info("dashboard: disconnected a client that stopped reading", "remote", r.RemoteAddr, "timeout", h.opts.ClientTimeout)
+			} else {
+				h.opts.Log.Debug("dashboard client disconnected", "remote", r.RemoteAddr, "err", err)
+			}
 			return
 		}
 	}
