@@ -73,7 +73,7 @@ func startRun(t *testing.T, args ...string) (url string, stderr *syncBuffer) {
 	url = "http://" + httpAddr + "/"
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		resp, err := http.Get(url + "healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
