@@ -76,7 +76,8 @@ type Options struct {
 	// by the inference workers before the frame's pixels are released (the live view of the dashboard).
 	Thumbnails ThumbnailOptions
 	// OnConnect, when not nil, is called once by Start with the connection the pipeline publishes on (not
-	// with NoNATS), once frames flow. It may subscribe on it; it must not close it or change its handlers.
+	// with NoNATS), once frames flow. It may subscribe on it; it must not close it or change its handlers,
+	// nor call the Pipeline's methods (Start has not returned yet).
 	OnConnect func(*nats.Conn)
 }
 

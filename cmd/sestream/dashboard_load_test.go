@@ -302,7 +302,7 @@ func TestDashboardCost(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	const window, rounds = 10 * time.Second, 4
+	const window, rounds = 8 * time.Second, 6
 	type sample struct{ fps, cpu []float64 }
 	var none, tabs, off sample
 	p := startProcess(t, bin, fourStreams(t, 4, ""))

@@ -64,7 +64,7 @@ func (h *Hub) serveFrame(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 	c := h.connect(r.Context())
 	if c == nil {
-		http.Error(w, "too many dashboard clients", http.StatusServiceUnavailable)
+		http.Error(w, "dashboard unavailable: too many clients, or shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	defer h.disconnect(c)

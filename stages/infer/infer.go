@@ -157,11 +157,11 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 		fr.Info.Timings.QueueWait = start.Sub(f.Info.Captured)
 		t0 := w.now()
 		tr, err := w.pre.Into(w.input[n*w.slot:(n+1)*w.slot], f.Mat)
-		if w.opts.Thumbnails != nil {
+		fr.Info.Timings.Preprocess = w.now().Sub(t0)
+		if w.opts.Thumbnails != nil { // after the timing: a thumbnail is not preprocessing
 			w.opts.Thumbnails.Offer(f.Info, f.Mat)
 		}
 		f.Mat.Close()
-		fr.Info.Timings.Preprocess = w.now().Sub(t0)
 		if err != nil {
 			fr.Err = fmt.Errorf("stream %s frame %d: %w", f.Info.Stream, f.Info.Seq, err)
 			rows[i] = -1
