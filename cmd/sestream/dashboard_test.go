@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +269,102 @@ func TestDashboardInBrowser(t *testing.T) {
 		if err := os.WriteFile(out, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestDashboardRemote: `sestream dashboard --nats URL` follows a running `sestream run` (publishing its
+// thumbnails on NATS) and serves the same event stream, with gate vectors and frames.
+func TestDashboardRemote(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the demo pipeline")
+	}
+	natsAddr := freeAddr(t)
+	t.Setenv("SESTREAM_HTTP_DASHBOARD_FRAMES", "nats")
+	httpAddr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan int, 1)
+	go func() {
+		runDone <- execute(ctx, []string{"run", "--http", httpAddr, "--nats-listen", natsAddr}, &syncBuffer{}, &syncBuffer{})
+	}()
+	defer func() { cancel(); <-runDone }()
+
+	listen := freeAddr(t)
+	stderr := &syncBuffer{}
+	dashDone := make(chan int, 1)
+	go func() {
+		dashDone <- execute(ctx, []string{"dashboard", "--nats", "nats://" + natsAddr, "--listen", listen}, &syncBuffer{}, stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-dashDone; code != exitOK {
+			t.Errorf("sestream dashboard: exit code %d; stderr:\n%s", code, stderr.String())
+		}
+	}()
+	base := "http://" + listen + "/"
+	var resp *http.Response
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		if resp, err = http.Get(base + "events"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("remote dashboard not up: %v\n%s", err, stderr.String())
+		}
+	}
+	defer resp.Body.Close()
+	if !bytes.Contains([]byte(stderr.String()), []byte("Dashboard of nats://"+natsAddr)) {
+		t.Errorf("no banner line:\n%s", stderr.String())
+	}
+	// Read updates until the demo stream has shown columns with whole gate vectors and a frame.
+	r := bufio.NewReader(resp.Body)
+	var vectors, frame bool
+	for deadline := time.Now().Add(60 * time.Second); !(vectors && frame) && time.Now().Before(deadline); {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		var u struct {
+			Source  string `json:"source"`
+			Streams []struct {
+				Name    string `json:"name"`
+				Frame   uint64 `json:"frame"`
+				Columns []struct {
+					Blocks []struct {
+						Channels int       `json:"channels"`
+						Vector   []float64 `json:"vector"`
+					} `json:"blocks"`
+				} `json:"columns"`
+			} `json:"streams"`
+		}
+		if err := json.Unmarshal([]byte(data), &u); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range u.Streams {
+			if s.Name != sestream.DemoStream {
+				continue
+			}
+			frame = frame || s.Frame > 0
+			for _, c := range s.Columns {
+				for _, b := range c.Blocks {
+					vectors = vectors || (b.Channels > 0 && len(b.Vector) == b.Channels)
+				}
+			}
+		}
+	}
+	if !vectors || !frame {
+		t.Fatalf("within 60 s: columns with gate vectors %v, a frame %v", vectors, frame)
+	}
+	fr, err := http.Get(base + "frame/" + sestream.DemoStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jpeg, _ := io.ReadAll(fr.Body)
+	fr.Body.Close()
+	if fr.StatusCode != 200 || len(jpeg) < 100 || jpeg[0] != 0xff || jpeg[1] != 0xd8 {
+		t.Fatalf("GET /frame/%s: %s, %d bytes", sestream.DemoStream, fr.Status, len(jpeg))
 	}
 }
