@@ -248,6 +248,19 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("heatmap %s: the newest column is not painted", h.Block)
 		}
 	}
+	// Hovering a cell names its block, channel, frame and value.
+	tip, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+	  const c = document.querySelector('canvas.heatmap[data-stream="demo"]');
+	  const r = c.getBoundingClientRect();
+	  c.dispatchEvent(new MouseEvent('mousemove', { clientX: r.right - 2, clientY: r.top + 1, bubbles: true }));
+	  return document.getElementById('tip').textContent;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := m.Blocks[0].Name; !strings.Contains(tip, b+" · channel 0 · frame ") || !strings.Contains(tip, " · gate 0.") {
+		t.Errorf("hover tooltip %q, want the block %s, channel 0, a frame and a gate value", tip, b)
+	}
 	if os.Getenv("SESTREAM_DASHBOARD_PNG") != "" {
 		// A picture for the documentation: wait until the heatmaps are full.
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {

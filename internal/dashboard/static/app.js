@@ -74,7 +74,8 @@
     let s = state.streams.get(name);
     if (s) return s;
     const root = el('section', { class: 'stream', 'data-stream': name });
-    const img = el('img', { class: 'frame', alt: 'latest frame of ' + name, 'data-stream': name, 'data-seq': '0' });
+    // no alt text: before the first thumbnail (or with http.dashboard_frames: off) the box stays plain black
+    const img = el('img', { class: 'frame', alt: '', title: 'latest frame of ' + name, 'data-stream': name, 'data-seq': '0' });
     const top = el('table', { class: 'top' });
     const metrics = el('div', { class: 'metrics' });
     const badge = el('span', { class: 'badge state', 'data-state': 'starting', text: 'starting' });
