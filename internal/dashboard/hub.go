@@ -364,6 +364,9 @@ func (h *Hub) run() {
 		case in := <-h.in:
 			h.apply(st, in)
 		case c := <-h.join:
+			// Send the changes so far to the others first: the snapshot includes them, and the next
+			// update must not repeat them to the new client.
+			h.broadcast(st, clients)
 			clients[c] = struct{}{}
 			b, err := json.Marshal(h.snapshot(st))
 			if err == nil {
@@ -375,23 +378,29 @@ func (h *Hub) run() {
 				close(c.gone)
 			}
 		case <-tick.C:
-			u, changed := h.changes(st)
-			if !changed || len(clients) == 0 {
-				continue
-			}
-			b, err := json.Marshal(u)
-			if err != nil {
-				continue
-			}
-			now := h.now()
-			for c := range clients {
-				if !c.offer(b, now) && now.Sub(c.fullSince) > h.opts.ClientTimeout {
-					delete(clients, c)
-					close(c.gone)
-					h.kick.Add(1)
-					h.opts.Log.Info("dashboard: disconnected a client that stopped reading", "timeout", h.opts.ClientTimeout, "dropped", c.dropped)
-				}
-			}
+			h.broadcast(st, clients)
+		}
+	}
+}
+
+// broadcast sends what changed since the last broadcast to every client, and disconnects those whose queue
+// has stayed full for ClientTimeout.
+func (h *Hub) broadcast(st *state, clients map[*client]struct{}) {
+	u, changed := h.changes(st)
+	if !changed || len(clients) == 0 {
+		return
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return
+	}
+	now := h.now()
+	for c := range clients {
+		if !c.offer(b, now) && now.Sub(c.fullSince) > h.opts.ClientTimeout {
+			delete(clients, c)
+			close(c.gone)
+			h.kick.Add(1)
+			h.opts.Log.Info("dashboard: disconnected a client that stopped reading", "timeout", h.opts.ClientTimeout, "dropped", c.dropped)
 		}
 	}
 }

@@ -128,6 +128,27 @@ func TestSnapshotThenUpdates(t *testing.T) {
 	}
 }
 
+// TestJoinBetweenTicks: a client that connects between two pushes gets the pending changes in its snapshot,
+// and not again in the next update.
+func TestJoinBetweenTicks(t *testing.T) {
+	h, srv := testHub(t, Options{Tick: 300 * time.Millisecond, ColumnInterval: time.Nanosecond})
+	subj := message.Subject("sestream", "cam1", message.KindAttention)
+	for seq := uint64(1); seq <= 3; seq++ {
+		h.Message(subj, nil, attention("cam1", seq, 4))
+	}
+	time.Sleep(20 * time.Millisecond) // applied, not yet pushed
+	ev, stop := openEvents(t, srv.URL)
+	defer stop()
+	if u := ev.next(t); !u.Snapshot || len(u.Streams) != 1 || len(u.Streams[0].Columns) != 3 {
+		t.Fatalf("snapshot %+v", u)
+	}
+	h.Message(subj, nil, attention("cam1", 4, 4))
+	u := ev.next(t)
+	if len(u.Streams) != 1 || len(u.Streams[0].Columns) != 1 || u.Streams[0].Columns[0].Seq != 4 {
+		t.Fatalf("update after the snapshot: %+v, want only column 4", u.Streams)
+	}
+}
+
 func TestSamplingSkipsBeforeDecoding(t *testing.T) {
 	h, srv := testHub(t, Options{Tick: 10 * time.Millisecond, ColumnInterval: time.Hour, ResultInterval: time.Hour})
 	for seq := uint64(1); seq <= 100; seq++ {
