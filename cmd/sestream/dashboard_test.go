@@ -268,6 +268,15 @@ func TestDashboardInBrowser(t *testing.T) {
 				break
 			}
 		}
+		// and show a current tooltip on a cell of the last block
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		  const all = document.querySelectorAll('canvas.heatmap[data-stream="demo"]'), c = all[all.length - 1];
+		  const r = c.getBoundingClientRect();
+		  c.dispatchEvent(new MouseEvent('mousemove', { clientX: r.left + r.width * 0.8, clientY: r.top + r.height * 0.3, bubbles: true }));
+		  return true;
+		})()`)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
