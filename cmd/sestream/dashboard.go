@@ -24,9 +24,9 @@ import (
 	"github.com/sestream/sestream/metrics"
 )
 
-// DefaultDashboardListen is where `sestream dashboard` serves the page: loopback, next to a local
-// `sestream run` on 9090.
-const DefaultDashboardListen = "127.0.0.1:9091"
+// DefaultDashboardListen is where `sestream dashboard` serves the page: loopback, beside a local
+// `sestream run` on 9090 and the docker-compose stack's Prometheus on 9091.
+const DefaultDashboardListen = "127.0.0.1:9092"
 
 // localDashboard is the dashboard of the pipeline `sestream run` runs: a hub fed from the pipeline's own
 // NATS messages (subscribed on the connection it publishes on, so the same code serves a remote pipeline)
