@@ -16,6 +16,7 @@ import (
 	"github.com/sestream/sestream/metrics"
 	"github.com/sestream/sestream/model"
 	"github.com/sestream/sestream/pipeline"
+	"github.com/sestream/sestream/stages/infer"
 	"github.com/sestream/sestream/stages/source"
 	"github.com/sestream/sestream/version"
 )
@@ -71,7 +72,20 @@ type Options struct {
 	// Metrics, when not nil, receives the pipeline's measurements (counters, latencies, attention gauges,
 	// source states, NATS state, readiness); serve it with metrics.Serve.
 	Metrics *metrics.Metrics
+	// Thumbnails, when its Sink is set, receives small JPEG copies of frames, rate-limited per stream, taken
+	// by the inference workers before the frame's pixels are released (the live view of the dashboard).
+	Thumbnails ThumbnailOptions
+	// OnConnect, when not nil, is called once by Start with the connection the pipeline publishes on (not
+	// with NoNATS), once frames flow. It may subscribe on it; it must not close it or change its handlers,
+	// nor call the Pipeline's methods (Start has not returned yet).
+	OnConnect func(*nats.Conn)
 }
+
+// ThumbnailOptions configure frame thumbnails: sink, rate, size, quality.
+type ThumbnailOptions = infer.ThumbnailOptions
+
+// Thumbnail is one frame thumbnail: stream, frame, size and JPEG bytes.
+type Thumbnail = infer.Thumbnail
 
 // FrameOutput is one processed frame as the host program receives it: the same messages the pipeline
 // publishes on <prefix>.<stream>.result and .attention.
@@ -143,7 +157,8 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		return ErrStarted
 	}
 	o := supervisor.Options{Log: p.opts.Logger, Summary: p.opts.Summary, Version: p.opts.Version, OnEvent: p.opts.OnEvent,
-		NoNATS: p.opts.NoNATS, NATSConn: p.opts.NATSConn, BootID: p.opts.BootID, Metrics: p.opts.Metrics}
+		NoNATS: p.opts.NoNATS, NATSConn: p.opts.NATSConn, BootID: p.opts.BootID, Metrics: p.opts.Metrics,
+		Thumbnails: infer.NewThumbnailer(p.opts.Thumbnails)}
 	if on := p.opts.OnFrame; on != nil {
 		o.OnFrame = func(r *message.Result, a *message.Attention) { on(FrameOutput{Result: r, Attention: a}) }
 	}
@@ -152,6 +167,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		return err
 	}
 	p.sup = s
+	if p.opts.OnConnect != nil && s.Conn() != nil {
+		p.opts.OnConnect(s.Conn())
+	}
 	return nil
 }
 

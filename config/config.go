@@ -213,6 +213,12 @@ type JetStream struct {
 type HTTP struct {
 	// Listen is host:port; empty disables the endpoint.
 	Listen string `mapstructure:"listen"`
+	// Dashboard serves the live attention dashboard at / on Listen (see docs/dashboard.md); it also turns
+	// on attention.include_vectors, which the heatmaps need.
+	Dashboard bool `mapstructure:"dashboard"`
+	// DashboardFrames says where frame thumbnails for the dashboard go: "off" (none), "local" (only to this
+	// process's dashboard) or "nats" (also published on <prefix>.<stream>.frame, for remote dashboards).
+	DashboardFrames string `mapstructure:"dashboard_frames"`
 }
 
 // Log configures logging.

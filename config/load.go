@@ -89,6 +89,8 @@ func defaults() map[string]any {
 		"nats.buffer":                        natspub.DefaultBufferSize,
 		"nats.require_connect":               false,
 		"http.listen":                        "127.0.0.1:9090",
+		"http.dashboard":                     true,
+		"http.dashboard_frames":              "local",
 		"log.level":                          "info",
 		"log.format":                         "text",
 		"status.interval":                    5 * time.Second,
@@ -115,7 +117,9 @@ type Options struct {
 
 // testEnv lists the SESTREAM_* variables that are not configuration keys: sestream's own tests read them
 // (docs/config.md lists them too), so they are not reported as unknown.
-func testEnv() []string { return []string{"SESTREAM_FIXTURES", "SESTREAM_SOAK", "SESTREAM_SOAK_FAST"} }
+func testEnv() []string {
+	return []string{"SESTREAM_FIXTURES", "SESTREAM_SOAK", "SESTREAM_SOAK_FAST", "SESTREAM_DASHBOARD_PNG", "SESTREAM_DASHBOARD_COST"}
+}
 
 // Load merges defaults, then the file, then SESTREAM_* environment variables, then flags, into a Config, and
 // validates it. Every problem is reported at once: the error is a *Error listing each bad key path.

@@ -310,6 +310,7 @@ func (c *Config) Validate() error {
 	if c.HTTP.Listen != "" {
 		v.hostPort("http.listen", c.HTTP.Listen)
 	}
+	v.oneOf("http.dashboard_frames", c.HTTP.DashboardFrames, "off", "local", "nats")
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
 	v.durationPositive("status.interval", c.Status.Interval)

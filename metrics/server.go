@@ -57,11 +57,17 @@ func Serve(ctx context.Context, listen string, m *Metrics, log *slog.Logger) err
 // ServeListener serves m.Handler on ln until ctx is done, then closes ln. log (nil: slog.Default()) gets one
 // line when serving starts and one if serving fails.
 func ServeListener(ctx context.Context, ln net.Listener, m *Metrics, log *slog.Logger) error {
+	return ServeHandler(ctx, ln, m.Handler(), "/metrics /healthz /readyz", log)
+}
+
+// ServeHandler serves h on ln until ctx is done, then closes ln, like ServeListener; paths lists what h
+// serves, for the log line.
+func ServeHandler(ctx context.Context, ln net.Listener, h http.Handler, paths string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}
 	srv := &http.Server{
-		Handler:           m.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -80,7 +86,7 @@ func ServeListener(ctx context.Context, ln net.Listener, m *Metrics, log *slog.L
 			srv.Close()
 		}
 	}()
-	log.Info("metrics endpoint", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	log.Info("metrics endpoint", "addr", ln.Addr().String(), "paths", paths)
 	err := srv.Serve(ln)
 	close(served)
 	<-stopped

@@ -28,6 +28,7 @@ runtime_pkgs=(libopencv-dev pkg-config ffmpeg gcc g++ make ca-certificates)
 test_pkgs=(nats-server python3-torch python3-torchvision python3-onnx python3-opencv python3-numpy python3-gi
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-plugins-bad gstreamer1.0-libav dataset-fashion-mnist)
+test_pkgs+=(chromium)  # headless browser for the dashboard test (cmd/sestream TestDashboardInBrowser)
 
 install_packages() {
   local want=("${runtime_pkgs[@]}")

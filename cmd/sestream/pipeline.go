@@ -51,6 +51,8 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 	if demo || cfg.Status.Summary {
 		opts.Summary = cmd.ErrOrStderr()
 	}
+	dash := newLocalDashboard(cfg, &opts, log)
+	defer dash.Close()
 	p, err := sestream.New(cfg, opts)
 	if err != nil {
 		var ie *sestream.InputError
@@ -68,6 +70,7 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 		if cfg.NATS.URL == "" {
 			fmt.Fprintf(cmd.ErrOrStderr(), "Subscribe in another terminal:  %s sub --nats nats://%s\n", os.Args[0], cfg.NATS.Embedded.Listen)
 		}
+		dash.printBanner(cmd.ErrOrStderr())
 		fmt.Fprintln(cmd.ErrOrStderr(), "Press Ctrl-C to stop (twice to stop at once).")
 	}
 	ctx := cmd.Context()
@@ -80,7 +83,7 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 		serveCtx, stopServe := context.WithCancel(context.Background())
 		defer stopServe()
 		go func() {
-			if err := metrics.ServeListener(serveCtx, ln, m, log); err != nil {
+			if err := serveHTTP(serveCtx, ln, m, dash, log); err != nil {
 				log.Error("metrics endpoint stopped", "listen", cfg.HTTP.Listen, "err", err)
 			}
 		}()

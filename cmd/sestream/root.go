@@ -54,6 +54,7 @@ publishing to an embedded NATS server.`,
 		newBenchCmd(),
 		newInspectCmd(),
 		newSubCmd(),
+		newDashboardCmd(),
 	)
 	return root
 }

@@ -67,6 +67,8 @@ type Options struct {
 	NATSConn *nats.Conn
 	BootID   string
 	Metrics  *metrics.Metrics
+	// Thumbnails, when not nil, makes JPEG thumbnails of frames in the workers (see infer.Options).
+	Thumbnails *infer.Thumbnailer
 }
 
 // Supervisor is a started pipeline.
@@ -193,7 +195,7 @@ func (s *Supervisor) openEngines(ctx context.Context) error {
 	if s.batcher, err = pipeline.NewBatcher[capture.Frame](p.Batch, p.Workers*2+2, nil); err != nil {
 		return err
 	}
-	io := infer.Options{Model: p.Model, Engine: eo, Preprocess: p.Preprocess, Labels: p.Labels, GateTopK: p.TopK}
+	io := infer.Options{Model: p.Model, Engine: eo, Preprocess: p.Preprocess, Labels: p.Labels, GateTopK: p.TopK, Thumbnails: s.opts.Thumbnails}
 	s.pool, err = pipeline.NewPool[*pipeline.Batch[capture.Frame], *infer.BatchResult](p.Workers, p.Workers*2,
 		func(int) (pipeline.Worker[*pipeline.Batch[capture.Frame], *infer.BatchResult], error) {
 			w, err := infer.NewWorker(io, s.batcher.Release)

@@ -32,6 +32,9 @@ type Options struct {
 	TopK int
 	// GateTopK is the number of largest gates listed per SE block (attention.top_k).
 	GateTopK int
+	// Thumbnails, when not nil, receives each frame before its Mat is closed and makes rate-limited JPEG
+	// thumbnails of some of them; nil makes none. One Thumbnailer is shared by all workers.
+	Thumbnails *Thumbnailer
 }
 
 // Class is one entry of a frame's top-k.
@@ -154,8 +157,11 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 		fr.Info.Timings.QueueWait = start.Sub(f.Info.Captured)
 		t0 := w.now()
 		tr, err := w.pre.Into(w.input[n*w.slot:(n+1)*w.slot], f.Mat)
-		f.Mat.Close()
 		fr.Info.Timings.Preprocess = w.now().Sub(t0)
+		if w.opts.Thumbnails != nil { // after the timing: a thumbnail is not preprocessing
+			w.opts.Thumbnails.Offer(f.Info, f.Mat)
+		}
+		f.Mat.Close()
 		if err != nil {
 			fr.Err = fmt.Errorf("stream %s frame %d: %w", f.Info.Stream, f.Info.Seq, err)
 			rows[i] = -1
