@@ -24,9 +24,12 @@ type dashboard struct {
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []struct {
-		ID         int    `json:"id"`
-		Title      string `json:"title"`
-		Type       string `json:"type"`
+		ID      int    `json:"id"`
+		Title   string `json:"title"`
+		Type    string `json:"type"`
+		GridPos struct {
+			X, Y, W, H int
+		} `json:"gridPos"`
 		Datasource struct {
 			UID string `json:"uid"`
 		} `json:"datasource"`
@@ -53,8 +56,9 @@ func readDashboard(t *testing.T) dashboard {
 	return d
 }
 
-// TestDashboardShape checks the dashboard shows what the stack promises (fps, latency, drops, batch fill, SE
-// entropy per block) from the provisioned data source, with unique panel ids.
+// TestDashboardShape checks the dashboard shows what the stack promises (fps, latency, drops, batch fill, the
+// SE drift score per block and the drift alarm, SE entropy per block) from the provisioned data source, with
+// unique panel ids; the drift score and alarm lead the SE panels, above entropy.
 func TestDashboardShape(t *testing.T) {
 	d := readDashboard(t)
 	if d.UID == "" || d.Title == "" {
@@ -101,9 +105,36 @@ func TestDashboardShape(t *testing.T) {
 		"drops":            "sestream_frames_dropped_total",
 		"batch fill":       "sestream_batch_fill_ratio",
 		"entropy by block": "sestream_attention_entropy",
+		"drift score":      "sestream_attention_drift_score",
+		"drift alarm":      "sestream_attention_drift_active",
 	} {
 		if !strings.Contains(all.String(), metric) {
 			t.Errorf("the dashboard shows no %s (no query uses %s)", what, metric)
+		}
+	}
+	// top returns the highest row of the panels querying metric, and the panel's type.
+	top := func(metric string) (int, string) {
+		y, typ := -1, ""
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				if strings.Contains(tg.Expr, metric) && (y < 0 || p.GridPos.Y < y) {
+					y, typ = p.GridPos.Y, p.Type
+				}
+			}
+		}
+		return y, typ
+	}
+	entropy, _ := top("sestream_attention_entropy")
+	for metric, types := range map[string][]string{
+		"sestream_attention_drift_score":  {"timeseries", "heatmap"},
+		"sestream_attention_drift_active": {"state-timeline", "status-history", "stat"},
+	} {
+		y, typ := top(metric)
+		if y >= 0 && y > entropy {
+			t.Errorf("the %s panel (row %d) is below the entropy panel (row %d): the drift score leads the SE panels", metric, y, entropy)
+		}
+		if y >= 0 && !slices.Contains(types, typ) {
+			t.Errorf("%s is shown in a %s panel, want one of %v", metric, typ, types)
 		}
 	}
 }
