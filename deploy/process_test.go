@@ -219,12 +219,18 @@ type sestreamProcess struct {
 // loopback port; config must not set http. It waits until /healthz answers.
 func startSestream(t *testing.T, config string) *sestreamProcess {
 	t.Helper()
+	return startSestreamOn(t, loopback(testfixtures.FreePort(t)), config)
+}
+
+// startSestreamOn is startSestream with http.listen at addr, for a test that points Prometheus at sestream
+// before it starts.
+func startSestreamOn(t *testing.T, addr, config string) *sestreamProcess {
+	t.Helper()
 	bin := sestreamBinary(t)
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := loopback(testfixtures.FreePort(t))
 	file := filepath.Join(t.TempDir(), "sestream.yaml")
 	config = strings.TrimRight(config, "\n") + "\nhttp:\n  listen: " + addr + "\n"
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +18,9 @@ import (
 	"github.com/sestream/sestream/internal/testfixtures"
 )
 
-// testInterval is the scrape and rule evaluation interval of the Prometheus the tests run (5 s and 15 s in
-// the shipped prometheus.yml).
-const testInterval = "1s"
+// testInterval is the default scrape and rule evaluation interval of the Prometheus the tests run (5 s and
+// 15 s in the shipped prometheus.yml).
+const testInterval = time.Second
 
 // promServer is Debian's Prometheus run as a process on a free loopback port, with a temporary storage
 // directory, loading the shipped prometheus.yml and alerts.yml as rewritten by startPrometheus.
@@ -37,6 +38,8 @@ type promSetup struct {
 	Targets map[string]string
 	// For replaces the `for:` of the named alerts, so that a test need not wait minutes for them.
 	For map[string]time.Duration
+	// Interval is the scrape and evaluation interval; zero means testInterval.
+	Interval time.Duration
 }
 
 // needPrometheus returns the paths of prometheus and promtool, skipping the test when either is absent.
@@ -45,8 +48,8 @@ func needPrometheus(t *testing.T) (prometheus, promtool string) {
 	return needBinary(t, "prometheus", "prometheus"), needBinary(t, "promtool", "prometheus")
 }
 
-// startPrometheus writes prometheus.yml and its rule files, rewritten as s says, into a temporary directory
-// (scrape and evaluation every testInterval), starts Prometheus on them and waits until it is ready.
+// startPrometheus writes prometheus.yml and its rule files, rewritten as s says, into a temporary directory,
+// starts Prometheus on them and waits until it is ready.
 func startPrometheus(t *testing.T, s promSetup) *promServer {
 	t.Helper()
 	bin, _ := needPrometheus(t)
@@ -58,8 +61,15 @@ func startPrometheus(t *testing.T, s promSetup) *promServer {
 		global = map[string]any{}
 		cfg["global"] = global
 	}
-	global["scrape_interval"] = testInterval
-	global["evaluation_interval"] = testInterval
+	interval := s.Interval
+	if interval <= 0 {
+		interval = testInterval
+	}
+	global["scrape_interval"] = interval.String()
+	global["evaluation_interval"] = interval.String()
+	if interval < time.Second {
+		global["scrape_timeout"] = interval.String()
+	}
 	for _, sc := range list(cfg["scrape_configs"]) {
 		for _, st := range list(sc.(map[string]any)["static_configs"]) {
 			st := st.(map[string]any)
@@ -181,6 +191,67 @@ func (p *promServer) query(expr string) []sample {
 		p.t.Fatalf("query %q: result type %s, want vector", expr, data.ResultType)
 	}
 	return data.Result
+}
+
+// point is one raw sample of a series.
+type point struct {
+	At    time.Time
+	Value float64
+}
+
+// series returns the raw samples of every series a range selector selects (e.g. `up[5m]`), keyed by the
+// series' labels in Prometheus' notation.
+func (p *promServer) series(selector string) map[string][]point {
+	p.t.Helper()
+	var data struct {
+		ResultType string `json:"resultType"`
+		Result     []struct {
+			Metric map[string]string `json:"metric"`
+			Values [][2]any          `json:"values"`
+		} `json:"result"`
+	}
+	if err := p.apiGet("/api/v1/query", url.Values{"query": {selector}}, &data); err != nil {
+		p.t.Fatalf("query %q: %v", selector, err)
+	}
+	if data.ResultType != "matrix" {
+		p.t.Fatalf("query %q: result type %s, want matrix (a range selector)", selector, data.ResultType)
+	}
+	out := map[string][]point{}
+	for _, r := range data.Result {
+		var pts []point
+		for _, v := range r.Values {
+			sec, _ := v[0].(float64)
+			s, _ := v[1].(string)
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				p.t.Fatalf("query %q: value %v: %v", selector, v[1], err)
+			}
+			pts = append(pts, point{time.Unix(0, int64(sec*1e9)), f})
+		}
+		out[labelString(r.Metric)] = pts
+	}
+	return out
+}
+
+func labelString(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(m["__name__"] + "{")
+	for _, k := range keys {
+		if k == "__name__" {
+			continue
+		}
+		if b.Len() > len(m["__name__"])+1 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s=%q", k, m[k])
+	}
+	b.WriteString("}")
+	return b.String()
 }
 
 // waitQuery waits until expr returns at least one series.
