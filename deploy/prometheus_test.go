@@ -297,25 +297,6 @@ func (p *promServer) alerts(name string, match map[string]string) []alert {
 	return out
 }
 
-// firingAlerts returns the names of every alert firing now, sorted.
-func (p *promServer) firingAlerts() []string {
-	p.t.Helper()
-	var data struct {
-		Alerts []alert `json:"alerts"`
-	}
-	if err := p.apiGet("/api/v1/alerts", nil, &data); err != nil {
-		p.t.Fatalf("alerts: %v", err)
-	}
-	var names []string
-	for _, a := range data.Alerts {
-		if a.State == "firing" {
-			names = append(names, a.Labels["alertname"])
-		}
-	}
-	sort.Strings(names)
-	return names
-}
-
 // requireQuiet fails the test if the alert is pending or firing.
 func (p *promServer) requireQuiet(name string, match map[string]string) {
 	p.t.Helper()
@@ -324,7 +305,7 @@ func (p *promServer) requireQuiet(name string, match map[string]string) {
 	}
 }
 
-// waitFiring waits until the alert fires and returns it; the test fails after timeout, or when watch exits.
+// waitFiring waits until the alert fires and returns it; the test fails after timeout.
 func (p *promServer) waitFiring(name string, match map[string]string, timeout time.Duration) alert {
 	p.t.Helper()
 	var got alert
