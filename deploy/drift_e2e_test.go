@@ -98,21 +98,24 @@ func readTamperLabels(t *testing.T, path string) []tamperWindow {
 }
 
 // driftInterval is the scrape and evaluation interval of the drift tests. sestream reads the videos as fast
-// as it can (realtime: false), some 20-50 times faster than a camera delivers them, so an alarm that lasts
-// about 5 s of video lasts 100-250 ms: the interval is scaled down with the video's pace.
+// as it can (realtime: false), some 40-75 times faster than a camera delivers them, so an alarm that lasts
+// about 5 s of video lasts 70-130 ms: the interval is scaled down with the video's pace.
 const driftInterval = 50 * time.Millisecond
 
 // driftFallFrames is how long an alarm outlasts the change that raised it with the default attention.drift
 // settings: window_frames + fall_frames (docs/attention.md).
 const driftFallFrames = 24
 
-// runDrift runs sestream on one stream of video under a Prometheus scraping every driftInterval that was up
-// before sestream started. With until nil it waits for the stream to end (a file without loop); otherwise it
+// runDrift runs sestream on one stream of video under a Prometheus scraping every driftInterval that was
+// scraping before sestream started. With until nil it waits for the stream to end (a file without loop); otherwise it
 // stops sestream once until returns true, or fails after timeout.
 func runDrift(t *testing.T, stream, video string, loop bool, timeout time.Duration, until func(*promServer) bool) *promServer {
 	t.Helper()
 	addr := loopback(testfixtures.FreePort(t))
 	prom := startPrometheus(t, promSetup{Targets: sestreamTargets(t, addr), Interval: driftInterval})
+	// Prometheus starts scraping a few seconds after it is ready (target discovery sends its first update
+	// after a delay); sestream may finish the video sooner. Wait for the first, failed, scrape.
+	prom.waitQuery(`up{job="sestream"}`, 30*time.Second, nil)
 	s := startSestreamOn(t, addr, fmt.Sprintf(`streams:
   - name: %s
     url: %s
