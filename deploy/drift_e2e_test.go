@@ -191,8 +191,7 @@ func TestAlertAttentionDrift(t *testing.T) {
 		if len(fired) == 0 {
 			t.Fatalf("SestreamAttentionDrift never fired on the tamper video (sestream counted %v alarm rises)", rises)
 		}
-		// frameAt is the processed count of the last scrape at or before at; faultAt the first scrape that
-		// saw frame f processed.
+		// frameAt is the processed count of the last scrape at or before at.
 		frameAt := func(at time.Time) int {
 			n := 0
 			for _, p := range processed {
