@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -335,7 +336,19 @@ func TestPrometheusRuleFilesMounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	prom := p.Services["prometheus"]
-	for _, target := range append([]string{argValue(prom.Command, "--config.file=")}, cfg.RuleFiles...) {
+	configFile := argValue(prom.Command, "--config.file=")
+	if configFile == "" {
+		t.Fatalf("the prometheus service's command %v has no --config.file=", prom.Command)
+	}
+	targets := []string{configFile}
+	for _, f := range cfg.RuleFiles {
+		// Prometheus reads a relative rule file next to its configuration file.
+		if !path.IsAbs(f) {
+			f = path.Join(path.Dir(configFile), f)
+		}
+		targets = append(targets, f)
+	}
+	for _, target := range targets {
 		if mountedFile(prom, target) == "" {
 			t.Errorf("prometheus reads %s, which is not mounted from the repository", target)
 		}

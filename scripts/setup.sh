@@ -29,6 +29,7 @@ test_pkgs=(nats-server python3-torch python3-torchvision python3-onnx python3-op
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-plugins-bad gstreamer1.0-libav dataset-fashion-mnist)
 test_pkgs+=(chromium)  # headless browser for the dashboard test (cmd/sestream TestDashboardInBrowser)
+test_pkgs+=(prometheus)  # Prometheus and promtool for the alert tests in deploy/
 
 install_packages() {
   local want=("${runtime_pkgs[@]}")
@@ -48,6 +49,11 @@ install_packages() {
   say "installing Debian packages: ${missing[*]}"
   sudo_if_needed apt-get update -q
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Debian starts Prometheus as a service on 0.0.0.0:9090, sestream's default http.listen; the tests start their
+  # own on free ports.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+    sudo_if_needed systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 }
 
 have_system_ort() {
