@@ -36,6 +36,9 @@ var (
 	ErrDrainDeadline = supervisor.ErrDrainDeadline
 	// ErrUnknownStream: the stream was not declared in Options.PushStreams.
 	ErrUnknownStream = supervisor.ErrUnknownStream
+	// ErrAllStreamsFailed: every configured stream stopped for good (a file that cannot be opened or read)
+	// without delivering a frame, and there are no push streams. The error names each stream and its error.
+	ErrAllStreamsFailed = supervisor.ErrAllStreamsFailed
 )
 
 // InputError is a problem with what the user configured or supplied: a model, a labels file, a stream. Its
@@ -181,7 +184,8 @@ func (p *Pipeline) started() *supervisor.Supervisor {
 
 // Run starts the pipeline and waits until every source has ended (files without loop) or ctx is cancelled;
 // on cancel it closes the pipeline, draining frames in flight for up to shutdown.drain_timeout. It returns nil
-// after a complete drain.
+// after a complete drain, and otherwise what Wait returns. At the end it logs one "stopped" line per stream
+// with its counters (captured = dropped + failed + processed, processed = published + publish_dropped).
 func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.Start(ctx); err != nil {
 		return err
@@ -195,13 +199,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	err := p.Wait()
 	for _, st := range s.Counters().Snapshot() {
 		p.opts.Logger.Info("stopped", "stream", st.Stream, "captured", st.Captured, "dropped", st.Dropped,
-			"failed", st.Failed, "processed", st.Processed, "published", st.Published)
+			"failed", st.Failed, "processed", st.Processed, "published", st.Published, "publish_dropped", st.PublishDropped)
 	}
 	return err
 }
 
 // Wait blocks until the pipeline has drained: after Close, or once every source has ended. It returns nil
-// after a complete drain, an error wrapping ErrDrainDeadline when frames were still in flight at the deadline.
+// after a complete drain, an error wrapping ErrDrainDeadline when frames were still in flight at the deadline,
+// an error wrapping ErrAllStreamsFailed when every stream failed without delivering a frame, or the first
+// stage error.
 func (p *Pipeline) Wait() error {
 	s := p.started()
 	if s == nil {

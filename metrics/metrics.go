@@ -20,6 +20,9 @@ const Namespace = "sestream"
 // DropReasonQueue is the reason label of frames a stream's queue dropped under its drop policy.
 const DropReasonQueue = "queue_full"
 
+// DropReasonDrain is the reason label of frames still in flight when shutdown.drain_timeout passed.
+const DropReasonDrain = "drain_deadline"
+
 // DefaultProducingWindow is how recently a stream must have captured a frame to count as producing.
 const DefaultProducingWindow = 10 * time.Second
 

@@ -222,7 +222,8 @@ func TestScrapeCounters(t *testing.T) {
 	for name, w := range want {
 		got := [4]float64{
 			fams.must(t, "sestream_frames_captured_total", "stream", name),
-			fams.must(t, "sestream_frames_dropped_total", "stream", name),
+			fams.must(t, "sestream_frames_dropped_total", "stream", name, "reason", DropReasonQueue) +
+				fams.must(t, "sestream_frames_dropped_total", "stream", name, "reason", DropReasonDrain),
 			fams.must(t, "sestream_frames_failed_total", "stream", name),
 			fams.must(t, "sestream_frames_processed_total", "stream", name),
 		}

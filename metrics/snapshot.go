@@ -14,10 +14,11 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // one snapshot, so captured == dropped + failed + processed + in flight holds within every scrape.
 var (
 	descCaptured   = desc("frames_captured_total", "Frames a source delivered to the stream's queue.", "stream")
-	descDropped    = desc("frames_dropped_total", "Frames dropped before inference, by reason (queue_full: the queue's drop policy).", "stream", "reason")
+	descDropped    = desc("frames_dropped_total", "Frames dropped before inference, by reason (queue_full: the queue's drop policy; drain_deadline: still in flight when shutdown.drain_timeout passed).", "stream", "reason")
 	descFailed     = desc("frames_failed_total", "Frames that could not be processed (preprocessing or inference error).", "stream")
 	descProcessed  = desc("frames_processed_total", "Frames that came out of inference with a result.", "stream")
-	descPublished  = desc("frames_published_total", "Processed frames whose result and attention messages were handed to the NATS publisher.", "stream")
+	descPublished  = desc("frames_published_total", "Processed frames whose result and attention messages were both confirmed (core NATS: flushed to the server; JetStream: acknowledged).", "stream")
+	descPubDropped = desc("frames_publish_dropped_total", "Processed frames whose result or attention message was dropped by the publisher (buffer full while disconnected, refused, retries exhausted, unsent at shutdown).", "stream")
 	descInFlight   = desc("frames_in_flight", "Frames captured and not yet dropped, failed or processed: queued, batching or in inference.", "stream")
 	descQueueDepth = desc("queue_depth", "Frames waiting in the stream's queue now.", "stream")
 	descQueueCap   = desc("queue_capacity", "Capacity of the stream's queue, in frames (queue.size).", "stream")
@@ -40,7 +41,7 @@ var (
 type snapshotCollector struct{ m *Metrics }
 
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCaptured, descDropped, descFailed, descProcessed, descPublished, descInFlight,
+	for _, d := range []*prometheus.Desc{descCaptured, descDropped, descFailed, descProcessed, descPublished, descPubDropped, descInFlight,
 		descQueueDepth, descQueueCap, descWorkersBusy, descWorkers, descNATSConnected, descNATSJetStream, descNATSBuffered,
 		descNATSAcksPending, descNATSPublished, descNATSDropped, descNATSReconnects, descReady} {
 		ch <- d
@@ -61,10 +62,12 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	if src.Streams != nil {
 		for _, st := range src.Streams() {
 			counter(descCaptured, st.Captured, st.Stream)
-			counter(descDropped, st.Dropped, st.Stream, DropReasonQueue)
+			counter(descDropped, st.Dropped-st.Cancelled, st.Stream, DropReasonQueue)
+			counter(descDropped, st.Cancelled, st.Stream, DropReasonDrain)
 			counter(descFailed, st.Failed, st.Stream)
 			counter(descProcessed, st.Processed, st.Stream)
 			counter(descPublished, st.Published, st.Stream)
+			counter(descPubDropped, st.PublishDropped, st.Stream)
 			gauge(descInFlight, float64(inFlight(st)), st.Stream)
 			gauge(descQueueDepth, float64(st.QueueDepth), st.Stream)
 			gauge(descQueueCap, float64(st.QueueCap), st.Stream)

@@ -8,14 +8,18 @@ import (
 
 // StreamCounters counts one stream's frames as they pass the stages. All methods are safe for concurrent use.
 // Every frame a source delivers is counted Captured once (by the stream's queue) and then ends as exactly one
-// of Dropped (by the queue's policy), Failed or Processed, or is still in flight; Published counts processed
-// frames whose messages were handed to the publisher.
+// of Dropped (by the queue's policy, or cancelled in flight at the drain deadline), Failed or Processed, or is
+// still in flight. Every processed frame then ends as exactly one of Published (the server confirmed its
+// messages) or PublishDropped (one of its messages was given up), or is still being published. Once a
+// pipeline has stopped: Captured = Dropped + Failed + Processed and Processed = Published + PublishDropped.
 type StreamCounters struct {
-	name      string
-	failed    atomic.Uint64
-	processed atomic.Uint64
-	published atomic.Uint64
-	queue     QueueGauge // nil until WatchQueue
+	name           string
+	cancelled      atomic.Uint64
+	failed         atomic.Uint64
+	processed      atomic.Uint64
+	published      atomic.Uint64
+	publishDropped atomic.Uint64
+	queue          QueueGauge // nil until WatchQueue
 }
 
 // QueueGauge is what the counters read from a stream's frame queue. *Queue implements it.
@@ -36,19 +40,51 @@ func (c *StreamCounters) Failed() { c.failed.Add(1) }
 // Processed counts a frame that came out of inference with a result.
 func (c *StreamCounters) Processed() { c.processed.Add(1) }
 
-// Published counts a processed frame whose messages were handed to the publisher.
+// Cancelled counts n frames discarded in flight (captured, not dropped by the queue, never processed) because
+// the drain deadline passed or the pipeline was aborted. They are counted in StreamStats.Dropped.
+func (c *StreamCounters) Cancelled(n uint64) { c.cancelled.Add(n) }
+
+// Published counts a processed frame whose messages were all delivered: handed to the host program when
+// nothing is published on NATS, confirmed by the server otherwise.
 func (c *StreamCounters) Published() { c.published.Add(1) }
+
+// PublishDropped counts a processed frame one of whose messages the publisher gave up (buffer full while
+// disconnected, refused, retries exhausted, unsent at close).
+func (c *StreamCounters) PublishDropped() { c.publishDropped.Add(1) }
+
+// PublishDone counts a processed frame as Published when published is true, else as PublishDropped. It is a
+// publisher's outcome callback for one frame.
+func (c *StreamCounters) PublishDone(published bool) {
+	if published {
+		c.Published()
+	} else {
+		c.PublishDropped()
+	}
+}
 
 // StreamStats is a snapshot of one stream's counters.
 type StreamStats struct {
-	Stream     string
-	Captured   uint64
-	Dropped    uint64
-	Failed     uint64
-	Processed  uint64
-	Published  uint64
-	QueueDepth int
-	QueueCap   int
+	Stream   string
+	Captured uint64
+	// Dropped counts frames dropped by the queue's policy and frames cancelled in flight (of which Cancelled).
+	Dropped   uint64
+	Cancelled uint64
+	Failed    uint64
+	Processed uint64
+	// Published and PublishDropped split the processed frames by what became of their messages.
+	Published      uint64
+	PublishDropped uint64
+	QueueDepth     int
+	QueueCap       int
+}
+
+// InFlight is the number of captured frames not yet dropped, failed or processed.
+func (s StreamStats) InFlight() uint64 {
+	done := s.Dropped + s.Failed + s.Processed
+	if done > s.Captured {
+		return 0
+	}
+	return s.Captured - done
 }
 
 // Stats is a snapshot of the whole pipeline, read by the metrics endpoint, the status heartbeat and the
@@ -100,13 +136,16 @@ func (c *Counters) Snapshot() []StreamStats {
 	out := make([]StreamStats, 0, len(c.streams))
 	for _, s := range c.streams {
 		st := StreamStats{
-			Stream:    s.name,
-			Failed:    s.failed.Load(),
-			Processed: s.processed.Load(),
-			Published: s.published.Load(),
+			Stream:         s.name,
+			Cancelled:      s.cancelled.Load(),
+			Failed:         s.failed.Load(),
+			Processed:      s.processed.Load(),
+			Published:      s.published.Load(),
+			PublishDropped: s.publishDropped.Load(),
 		}
+		st.Dropped = st.Cancelled
 		if s.queue != nil {
-			st.Captured, st.Dropped = s.queue.Offered(), s.queue.Dropped()
+			st.Captured, st.Dropped = s.queue.Offered(), s.queue.Dropped()+st.Cancelled
 			st.QueueDepth, st.QueueCap = s.queue.Len(), s.queue.Cap()
 		}
 		out = append(out, st)

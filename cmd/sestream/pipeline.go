@@ -46,6 +46,10 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 	}
 	demo := len(cfg.Streams) == 0
 	log := newLogger(cfg.Log, cmd.ErrOrStderr())
+	if cmd.Context().Err() != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "sestream: stopped by a signal before the pipeline started; nothing to drain")
+		return nil
+	}
 	m := metrics.New(metrics.Options{Version: version.Version(), MaxBatch: cfg.Batch.MaxSize})
 	opts := sestream.Options{Logger: log, Metrics: m}
 	if demo || cfg.Status.Summary {
@@ -104,6 +108,10 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 		}
 	}()
 	err = p.Run(ctx)
+	if err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		log.Info("stopped: a signal came while the pipeline was starting", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -17,10 +16,11 @@ import (
 )
 
 // FramePublisher publishes one frame's messages. Implementations must not retain the messages after they
-// return (they encode them).
+// return (they encode them). They must call done exactly once per call, also when they return an error, maybe
+// later and from another goroutine: with true once both messages are confirmed, with false once either is
+// given up. *natspub.Publisher implements it.
 type FramePublisher interface {
-	PublishResult(ctx context.Context, r *message.Result) error
-	PublishAttention(ctx context.Context, a *message.Attention) error
+	PublishFrame(ctx context.Context, r *message.Result, a *message.Attention, done func(published bool)) error
 }
 
 // Config is what the sink needs to know besides its collaborators.
@@ -43,7 +43,8 @@ type Deps struct {
 	Counters  *pipeline.Counters
 	Events    *Events
 	Metrics   *metrics.Metrics
-	// OnFrame receives every published frame's messages, in frame order per stream; it must return quickly.
+	// OnFrame receives every processed frame's messages, in frame order per stream, as they are handed to
+	// the publisher; it must return quickly.
 	OnFrame func(*message.Result, *message.Attention)
 	Log     *slog.Logger
 }
@@ -73,7 +74,7 @@ type monitor struct {
 
 // Window accumulates what the per-second summary reports; see Sink.TakeWindow.
 type Window struct {
-	Latencies []time.Duration // capture to publish, one per published frame
+	Latencies []time.Duration // capture to publish, one per frame handed to the publisher
 	Frames    int
 	Batches   int
 	BatchFill float64 // sum over batches of size / max size
@@ -121,11 +122,10 @@ func (s *Sink) Handle(ctx context.Context, res *infer.BatchResult) {
 		result.Timings = Timings(&fr.Info, now)
 		attention := &message.Attention{Schema: message.SchemaAttention, Stream: fr.Info.Stream, Seq: fr.Info.Seq,
 			BootID: s.cfg.BootID, Captured: fr.Info.Captured, Model: s.cfg.Model, Blocks: blocks, Drift: drift}
-		if err := s.publish(ctx, result, attention); err != nil {
+		if err := s.publish(ctx, result, attention, counters); err != nil {
 			s.errLog.Warn(s.deps.Log, "publishing", "stream", fr.Info.Stream, "seq", fr.Info.Seq, "err", err)
 			continue
 		}
-		counters.Published()
 		latency := now.Sub(fr.Info.Captured)
 		acc.Latencies = append(acc.Latencies, latency)
 		if m := s.deps.Metrics; m != nil {
@@ -265,15 +265,17 @@ func (s *Sink) result(res *infer.BatchResult, fr *infer.FrameResult) *message.Re
 	return result
 }
 
-// publish hands one frame's messages to the host program and to NATS.
-func (s *Sink) publish(ctx context.Context, r *message.Result, a *message.Attention) error {
+// publish hands one frame's messages to the host program and to NATS, and has the frame counted Published or
+// PublishDropped: at once without a publisher, once the publisher knows what became of them otherwise.
+func (s *Sink) publish(ctx context.Context, r *message.Result, a *message.Attention, counters *pipeline.StreamCounters) error {
 	if s.deps.OnFrame != nil {
 		s.deps.OnFrame(r, a)
 	}
 	if s.deps.Publisher == nil {
+		counters.Published()
 		return nil
 	}
-	return errors.Join(s.deps.Publisher.PublishResult(ctx, r), s.deps.Publisher.PublishAttention(ctx, a))
+	return s.deps.Publisher.PublishFrame(ctx, r, a, counters.PublishDone)
 }
 
 // Timings converts a frame's stage timings to a result's timings_ms. Publish is the frame's Timings.Publish;

@@ -19,7 +19,8 @@
 // Shutdown order: BeginClose closes the push queues and cancels the sources context; each capture goroutine
 // closes its queue, the forwarders drain them into the batcher, and every later stage ends when its input is
 // closed, so frames in flight are processed and published. If the drain deadline passes first, the hard
-// context is cancelled and whatever is still in flight is discarded (and counted).
+// context is cancelled and whatever is still in flight is discarded (and counted as dropped). BeginClose logs
+// the streams still opening their source, which capture may wait for up to their abandon_wait.
 package supervisor
 
 import (
@@ -28,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +56,9 @@ var (
 	ErrDrainDeadline = errors.New("drain deadline passed")
 	// ErrUnknownStream: the stream was not declared as a push stream.
 	ErrUnknownStream = errors.New("unknown push stream")
+	// ErrAllStreamsFailed: every stream stopped for good without delivering a frame (and there are no push
+	// streams); the error names each stream and its own error.
+	ErrAllStreamsFailed = errors.New("every stream failed")
 )
 
 // Options are what the host process gives a pipeline besides its plan; see sestream.Options.
@@ -106,6 +111,10 @@ type Supervisor struct {
 
 	pushMu     sync.RWMutex // Push holds it for reading while it queues; closePushers for writing
 	pushClosed bool
+
+	// streamErrs[i] is why plan stream i stopped for good; written by its capture goroutine, read by finish
+	// after the WaitGroup.
+	streamErrs []error
 }
 
 // pusher is one push stream: frames come from the host program through Push.
@@ -265,19 +274,22 @@ func (s *Supervisor) run() {
 	frames := make(chan capture.Frame) // batcher input; closed by the last forwarder
 	forwarderDone := countdown(len(p.Streams)+len(p.Push), func() { close(frames) })
 	forward := func(q *pipeline.Queue[capture.Frame]) {
+		counters := s.counters.Stream(q.Name())
 		s.goroutine(func() error {
 			defer forwarderDone()
 			for f := range q.C() {
 				select {
 				case frames <- f:
 				case <-s.hard.Done():
+					counters.Cancelled(1)
 					f.Mat.Close()
 				}
 			}
 			return nil
 		})
 	}
-	for _, st := range p.Streams {
+	s.streamErrs = make([]error, len(p.Streams))
+	for i, st := range p.Streams {
 		q := pipeline.NewQueue[capture.Frame](st.Source.Name, p.QueueSize, st.Policy, capture.DiscardFrame)
 		s.counters.WatchQueue(st.Source.Name, q)
 		src := &capture.Source{Options: st.Source}
@@ -291,6 +303,7 @@ func (s *Supervisor) run() {
 				s.events.Source(e)
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {
+				s.streamErrs[i] = err
 				s.states.Set(st.Source.Name, source.StateFailed)
 				s.log.Error("stream stopped", "stream", st.Source.Name, "err", err)
 			}
@@ -308,7 +321,7 @@ func (s *Supervisor) run() {
 	}
 
 	batches := make(chan *pipeline.Batch[capture.Frame]) // closed by the batcher
-	s.goroutine(func() error { return s.batcher.Run(s.hard, frames, batches, capture.DiscardFrame) })
+	s.goroutine(func() error { return s.batcher.Run(s.hard, frames, batches, s.cancelFrame) })
 	results := make(chan *infer.BatchResult) // closed by the pool
 	s.goroutine(func() error { return s.pool.Run(s.hard, batches, results) })
 
@@ -332,6 +345,7 @@ func (s *Supervisor) run() {
 	// finish: with no push streams the pipeline ends by itself when every source has ended.
 	go func() {
 		s.wg.Wait()
+		s.countLost()
 		if s.firstErr == nil {
 			heartbeat.Now(s.hard)
 		}
@@ -343,10 +357,56 @@ func (s *Supervisor) run() {
 			s.err = fmt.Errorf("%w (%s) before every frame was published", ErrDrainDeadline, p.DrainTimeout)
 		case s.firstErr != nil:
 			s.err = s.firstErr
+		default:
+			s.err = s.allFailed()
 		}
 		s.hardCancel()
 		close(s.done)
 	}()
+}
+
+// cancelFrame discards a frame cancelled in flight, counting it.
+func (s *Supervisor) cancelFrame(f capture.Frame) {
+	s.counters.Stream(f.Info.Stream).Cancelled(1)
+	capture.DiscardFrame(f)
+}
+
+// countLost counts as cancelled, once every goroutine has returned, the frames the worker pool dropped when
+// the hard context ended (it drops undelivered batches without a discard function): what was captured and is
+// neither queued, dropped, failed nor processed. Without a cancellation nothing can be missing.
+func (s *Supervisor) countLost() {
+	for _, st := range s.counters.Snapshot() {
+		lost := st.InFlight() - min(st.InFlight(), uint64(st.QueueDepth))
+		if lost == 0 {
+			continue
+		}
+		s.counters.Stream(st.Stream).Cancelled(lost)
+		if s.hard.Err() == nil {
+			s.log.Error("frames lost without a cancellation; counted as dropped", "stream", st.Stream, "frames", lost)
+		}
+	}
+}
+
+// allFailed returns an error wrapping ErrAllStreamsFailed when every stream of the plan stopped for good and
+// none delivered a frame, and there are no push streams; nil otherwise. A stream that ended (a file read to
+// its end) or was stopped is not a failure.
+func (s *Supervisor) allFailed() error {
+	if len(s.plan.Streams) == 0 || len(s.plan.Push) > 0 {
+		return nil
+	}
+	captured := map[string]uint64{}
+	for _, c := range s.counters.Snapshot() {
+		captured[c.Stream] = c.Captured
+	}
+	msgs := make([]string, len(s.plan.Streams))
+	for i, st := range s.plan.Streams {
+		err := s.streamErrs[i]
+		if err == nil || captured[st.Source.Name] > 0 {
+			return nil
+		}
+		msgs[i] = err.Error()
+	}
+	return fmt.Errorf("%w, none delivered a frame: %s", ErrAllStreamsFailed, strings.Join(msgs, "; "))
 }
 
 func (s *Supervisor) closePublisher() {
@@ -361,7 +421,8 @@ func (s *Supervisor) closePublisher() {
 func (s *Supervisor) Done() <-chan struct{} { return s.done }
 
 // Err is the pipeline's outcome, valid once Done is closed: nil after a complete drain, an error wrapping
-// ErrDrainDeadline when frames were still in flight at the deadline, or the first stage error.
+// ErrDrainDeadline when frames were still in flight at the deadline, the first stage error, or an error
+// wrapping ErrAllStreamsFailed when every stream failed without delivering a frame.
 func (s *Supervisor) Err() error { return s.err }
 
 // BeginClose stops the sources and pushing, and starts the drain deadline. It is idempotent.
@@ -369,6 +430,7 @@ func (s *Supervisor) BeginClose() {
 	s.closeOnce.Do(func() {
 		timeout := s.plan.DrainTimeout
 		s.log.Info("stopping: sources closed, draining frames in flight", "drain_timeout", timeout)
+		s.logOpening()
 		s.closePushers()
 		s.stopSources()
 		go func() { // the drain timer
@@ -383,6 +445,25 @@ func (s *Supervisor) BeginClose() {
 			}
 		}()
 	})
+}
+
+// logOpening says, once at shutdown, which streams have not delivered a frame since they were started or
+// lost: their capture may be blocked in an open that cannot be interrupted, and shutdown waits for it for up to
+// the stream's abandon_wait.
+func (s *Supervisor) logOpening() {
+	var names []string
+	var wait time.Duration
+	for _, st := range s.plan.Streams {
+		switch state := s.states.Get(st.Source.Name); state {
+		case source.StateStarting, source.StateReconnecting:
+			names = append(names, fmt.Sprintf("%s (%s)", st.Source.Name, state))
+			wait = max(wait, st.Source.AbandonWait)
+		}
+	}
+	if len(names) > 0 {
+		s.log.Warn("stopping: waiting for streams still opening their source", "streams", strings.Join(names, ", "),
+			"wait_up_to", wait)
+	}
 }
 
 // Abort cancels everything still in flight at once (what is dropped is counted).

@@ -71,7 +71,35 @@ type kindCounters struct {
 type outMsg struct {
 	kind     message.Kind
 	msg      nats.Msg
-	attempts int // JetStream publishes whose acknowledgement timed out while connected
+	attempts int           // JetStream publishes whose acknowledgement timed out while connected
+	frame    *frameOutcome // the frame the message belongs to (PublishFrame); nil otherwise
+}
+
+// frameOutcome joins the outcomes of one frame's result and attention messages: done learns, once, whether
+// both were confirmed.
+type frameOutcome struct {
+	left    atomic.Int32 // messages neither confirmed nor dropped yet
+	dropped atomic.Bool
+	done    func(published bool)
+}
+
+// settle records the outcome of one of the frame's messages; the last one calls done. It does nothing on nil.
+func (f *frameOutcome) settle(published bool) {
+	if f == nil {
+		return
+	}
+	if !published {
+		f.dropped.Store(true)
+	}
+	if f.left.Add(-1) == 0 {
+		f.done(!f.dropped.Load())
+	}
+}
+
+// confirmed counts m as published.
+func (p *Publisher) confirmed(m *outMsg) {
+	p.counts[m.kind].published.Add(1)
+	m.frame.settle(true)
 }
 
 // New connects to NATS as opts describe (starting the embedded server when opts.URLs
@@ -264,7 +292,7 @@ func (p *Publisher) PublishResult(ctx context.Context, r *message.Result) error 
 	if r.BootID == "" {
 		r.BootID = p.bootID
 	}
-	return p.publishFrame(ctx, message.KindResult, r.Stream, r.Seq, r)
+	return p.publishFrame(ctx, message.KindResult, r.Stream, r.Seq, r, nil)
 }
 
 // PublishAttention queues an attention message, like PublishResult.
@@ -275,7 +303,34 @@ func (p *Publisher) PublishAttention(ctx context.Context, a *message.Attention) 
 	if a.BootID == "" {
 		a.BootID = p.bootID
 	}
-	return p.publishFrame(ctx, message.KindAttention, a.Stream, a.Seq, a)
+	return p.publishFrame(ctx, message.KindAttention, a.Stream, a.Seq, a, nil)
+}
+
+// PublishFrame queues one frame's result and attention messages, like PublishResult and PublishAttention.
+// done, when not nil, is called exactly once, also when PublishFrame returns an error: with true once the
+// server confirmed both messages (core: a round trip after them completed; JetStream: both acknowledged),
+// with false once either was dropped (see KindStats.Dropped). It may be called before PublishFrame returns
+// and from the Publisher's own goroutine or from Close; it must return quickly and not call the Publisher.
+func (p *Publisher) PublishFrame(ctx context.Context, r *message.Result, a *message.Attention, done func(published bool)) error {
+	var f *frameOutcome
+	if done != nil {
+		f = &frameOutcome{done: done}
+		f.left.Store(2)
+	}
+	if r.Schema == "" {
+		r.Schema = message.SchemaResult
+	}
+	if r.BootID == "" {
+		r.BootID = p.bootID
+	}
+	if a.Schema == "" {
+		a.Schema = message.SchemaAttention
+	}
+	if a.BootID == "" {
+		a.BootID = p.bootID
+	}
+	return errors.Join(p.publishFrame(ctx, message.KindResult, r.Stream, r.Seq, r, f),
+		p.publishFrame(ctx, message.KindAttention, a.Stream, a.Seq, a, f))
 }
 
 // PublishEvent queues an event message. It fills Schema, BootID and Time when they are empty.
@@ -296,7 +351,7 @@ func (p *Publisher) PublishEvent(ctx context.Context, e *message.Event) error {
 		return fmt.Errorf("publish event for stream %s: unknown event kind %q", e.Stream, e.Kind)
 	}
 	id := e.Stream + ":" + p.bootID + ":event:" + strconv.FormatUint(p.eventN.Add(1), 10)
-	return p.publish(ctx, message.KindEvent, p.subject(e.Stream, message.KindEvent), id, e)
+	return p.publish(ctx, message.KindEvent, p.subject(e.Stream, message.KindEvent), id, e, nil)
 }
 
 // PublishStatus queues a status heartbeat. It fills Schema, BootID, Time and NATS (from Stats)
@@ -315,14 +370,15 @@ func (p *Publisher) PublishStatus(ctx context.Context, s *message.Status) error 
 		s.NATS = p.Stats().NATSStatus()
 	}
 	id := "status:" + p.bootID + ":" + strconv.FormatUint(p.statusN.Add(1), 10)
-	return p.publish(ctx, message.KindStatus, message.StatusSubject(p.opts.Prefix), id, s)
+	return p.publish(ctx, message.KindStatus, message.StatusSubject(p.opts.Prefix), id, s, nil)
 }
 
-func (p *Publisher) publishFrame(ctx context.Context, kind message.Kind, stream string, seq uint64, v any) error {
+func (p *Publisher) publishFrame(ctx context.Context, kind message.Kind, stream string, seq uint64, v any, f *frameOutcome) error {
 	if err := message.ValidateToken(stream); err != nil {
+		f.settle(false)
 		return fmt.Errorf("publish %s: stream: %w", kind, err)
 	}
-	return p.publish(ctx, kind, p.subject(stream, kind), message.MsgID(stream, p.bootID, seq, kind), v)
+	return p.publish(ctx, kind, p.subject(stream, kind), message.MsgID(stream, p.bootID, seq, kind), v, f)
 }
 
 // subject returns <prefix>.<stream>.<kind> for a per-stream kind, built once per stream.
@@ -342,17 +398,20 @@ func (p *Publisher) subject(stream string, kind message.Kind) string {
 	return s[kind]
 }
 
-func (p *Publisher) publish(ctx context.Context, kind message.Kind, subject, id string, v any) error {
+// publish encodes v and queues it; f (may be nil) learns the message's outcome exactly once.
+func (p *Publisher) publish(ctx context.Context, kind message.Kind, subject, id string, v any, f *frameOutcome) error {
 	select {
 	case <-p.stop:
+		f.settle(false)
 		return ErrPublisherClosed
 	default:
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
+		f.settle(false)
 		return fmt.Errorf("encode %s message %s: %w", kind, id, err)
 	}
-	m := &outMsg{kind: kind, msg: nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}}
+	m := &outMsg{kind: kind, frame: f, msg: nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}}
 	p.counts[kind].enqueued.Add(1)
 	for {
 		victim, full, closed := p.out.push(m, !p.nc.IsConnected())
@@ -386,6 +445,7 @@ func (p *Publisher) publish(ctx context.Context, kind message.Kind, subject, id 
 func (p *Publisher) drop(m *outMsg, reason string) {
 	p.counts[m.kind].dropped.Add(1)
 	p.drops.add(m.kind, reason)
+	m.frame.settle(false)
 }
 
 // run is the sender goroutine: it owns the in-flight batch.
@@ -466,7 +526,7 @@ func (p *Publisher) sendCore(batch []*outMsg) []*outMsg {
 		return keep
 	}
 	for _, m := range keep {
-		p.counts[m.kind].published.Add(1)
+		p.confirmed(m)
 	}
 	return keep[:0]
 }
@@ -518,8 +578,8 @@ func (p *Publisher) sendJetStream(batch []*outMsg) []*outMsg {
 		}
 		select {
 		case <-f.Ok():
-			p.counts[m.kind].published.Add(1)
 			p.counts[m.kind].acked.Add(1)
+			p.confirmed(m)
 			continue
 		case err := <-f.Err():
 			p.retried.Add(1)
