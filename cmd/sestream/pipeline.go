@@ -75,6 +75,10 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 			fmt.Fprintf(cmd.ErrOrStderr(), "Subscribe in another terminal:  %s sub --nats nats://%s\n", os.Args[0], cfg.NATS.Embedded.Listen)
 		}
 		dash.printBanner(cmd.ErrOrStderr())
+		if d := cfg.Attention.Drift; d.Enabled && len(p.Model().Blocks) > 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "Attention drift: the first %d frames build the stream's baseline and the next %d calibrate its thresholds; then the summary shows the drift score (over 1 is an unusual frame, ON while an alarm is up).\n",
+				d.WarmupFrames, d.CalibrationFrames)
+		}
 		fmt.Fprintln(cmd.ErrOrStderr(), "Press Ctrl-C to stop (twice to stop at once).")
 	}
 	ctx := cmd.Context()
