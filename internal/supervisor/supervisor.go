@@ -310,7 +310,7 @@ func (s *Supervisor) run() {
 			return nil // one stream's failure is that stream's; the others go on
 		})
 		forward(q)
-		s.log.Info("stream", "name", st.Source.Name, "policy", st.Policy, "queue", p.QueueSize)
+		s.log.Info("stream", "name", st.Source.Name, "policy", st.Policy.String(), "queue", p.QueueSize)
 	}
 	for _, name := range p.Push {
 		ps := &pusher{name: name, queue: pipeline.NewQueue[capture.Frame](name, p.QueueSize, p.PushPolicy, capture.DiscardFrame)}
