@@ -243,6 +243,9 @@ func runSub(ctx context.Context, o subOptions, stdout, stderr io.Writer) error {
 			return nil
 		case m = <-msgs:
 		}
+		if strings.HasSuffix(m.Subject, "."+message.FrameToken) {
+			continue // a dashboard thumbnail (JPEG, not a message): <prefix>.<stream>.frame
+		}
 		if o.json {
 			w.Write(m.Data)
 			w.WriteByte('\n')
