@@ -300,10 +300,14 @@ type StreamStatus struct {
 	// both over the last heartbeat interval.
 	FPSIn  float64 `json:"fps_in"`
 	FPSOut float64 `json:"fps_out"`
-	// Captured, Processed and Dropped count frames since boot.
-	Captured  uint64 `json:"captured"`
-	Processed uint64 `json:"processed"`
-	Dropped   uint64 `json:"dropped"`
+	// Captured, Processed and Dropped count frames since boot. Published counts processed frames whose
+	// messages were confirmed, PublishDropped those whose messages the publisher dropped (see
+	// docs/operations.md for how the counters add up).
+	Captured       uint64 `json:"captured"`
+	Processed      uint64 `json:"processed"`
+	Dropped        uint64 `json:"dropped"`
+	Published      uint64 `json:"published"`
+	PublishDropped uint64 `json:"publish_dropped"`
 	// QueueDepth is the number of frames waiting in the stream's queue.
 	QueueDepth int `json:"queue_depth"`
 	// State is the source state: "starting", "running", "reconnecting", "ended" or "failed".

@@ -65,7 +65,7 @@ func sampleEvent() *Event {
 func sampleStatus() *Status {
 	return &Status{
 		Schema: SchemaStatus, Version: "v0.1.0", BootID: "4f1c2a9e0b7d3e55", Time: sampleTime, UptimeSeconds: 3725.5,
-		Streams: []StreamStatus{{Name: "cam1", FPSIn: 25, FPSOut: 24.9, Captured: 93100, Processed: 93050, Dropped: 50, QueueDepth: 2, State: "running"}},
+		Streams: []StreamStatus{{Name: "cam1", FPSIn: 25, FPSOut: 24.9, Captured: 93100, Processed: 93050, Dropped: 50, Published: 93048, QueueDepth: 2, State: "running"}},
 		NATS:    NATSStatus{Connected: true, Mode: "jetstream", Server: "nats://127.0.0.1:4222", Reconnects: 1, Published: 186100, Buffered: 0, Dropped: 0},
 	}
 }

@@ -63,6 +63,7 @@ func (h *Heartbeat) Now(ctx context.Context) {
 	for i, st := range stats {
 		prev := h.prev[st.Stream]
 		streams[i] = message.StreamStatus{Name: st.Stream, Captured: st.Captured, Processed: st.Processed, Dropped: st.Dropped,
+			Published: st.Published, PublishDropped: st.PublishDropped,
 			QueueDepth: st.QueueDepth, State: string(h.States.Get(st.Stream))}
 		if elapsed > 0 {
 			streams[i].FPSIn = float64(st.Captured-prev.Captured) / elapsed
