@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
 	"github.com/sestream/sestream/model"
 )
@@ -56,6 +57,9 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 			if pb.on {
 				if noGates {
 					return badInput(errors.New("--no-gates: not with --pipeline (the pipeline always fetches the gates)"))
+				}
+				if !cmd.Flags().Changed("batch") {
+					batch = config.Default().Batch.MaxSize // the batch `run` uses
 				}
 				pb.model, pb.backend, pb.library, pb.batch, pb.threads, pb.asJSON = modelPath, backend, library, batch, threads, asJSON
 				return runBenchPipeline(cmd, pb)

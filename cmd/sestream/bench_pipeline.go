@@ -26,7 +26,8 @@ import (
 
 const pipelineBenchHelp = `With --pipeline, bench runs the whole pipeline (sestream.New, Start, Wait, nothing published on NATS) on
 --video read as --streams file streams (realtime off, no loop, block queues: as fast as the pipeline takes
-frames, nothing dropped) with --workers workers of --threads threads and batches of up to --batch, and in the
+frames, nothing dropped) with --workers workers of --threads threads and batches of up to --batch (default
+with --pipeline: batch.max_size's default, 8), the rest of the configuration at its defaults, and in the
 same process, each for --phase-time before the pipeline run:
   engine:  the engine alone (one session, --threads threads) on batches of --batch random inputs at the
            model's input size, as plain bench does: images/s;
@@ -35,7 +36,8 @@ same process, each for --phase-time before the pipeline run:
            frames/s.
 It prints the pipeline's frames/s (frames delivered between Start returning and Wait returning, over that
 time), the per-frame averages of the pipeline's own timings (preprocess, queue wait, inference = batch time /
-batch size) from every result message, and the process CPU time (getrusage user+sys) per frame.
+batch size) from every result message, and the process CPU time (getrusage user+sys) per frame and over the
+run's wall time (the cores it used).
 
 Machine limit. Each phase's CPU time over its wall time is the cores it used; a rate divided by those cores
 is its rate per core. With cores = runtime.NumCPU():
@@ -48,7 +50,7 @@ frames_per_sec / limit.
 
 --pipeline --json prints {"engine","model","video","streams","workers","threads","batch","cores","frames",
 "seconds","frames_per_sec","engine_images_per_sec","engine_cores","decode_frames_per_sec","decode_cores",
-"preprocess_ms","queue_ms","inference_ms_per_frame","cpu_ms_per_frame","limit_frames_per_sec",
+"preprocess_ms","queue_ms","inference_ms_per_frame","cpu_ms_per_frame","pipeline_cores","limit_frames_per_sec",
 "fraction_of_limit"}.`
 
 // pipelineBench holds the flags of `sestream bench --pipeline`.
@@ -105,8 +107,10 @@ type pipelineBenchJSON struct {
 	PreprocessMs        float64 `json:"preprocess_ms"`
 	QueueMs             float64 `json:"queue_ms"`
 	InferenceMsPerFrame float64 `json:"inference_ms_per_frame"`
-	// CPUMsPerFrame is the process's user+sys CPU time during the pipeline run over Frames.
+	// CPUMsPerFrame is the process's user+sys CPU time during the pipeline run over Frames; PipelineCores is
+	// that CPU time over Seconds.
 	CPUMsPerFrame     float64 `json:"cpu_ms_per_frame"`
+	PipelineCores     float64 `json:"pipeline_cores"`
 	LimitFramesPerSec float64 `json:"limit_frames_per_sec"`
 	FractionOfLimit   float64 `json:"fraction_of_limit"`
 }
@@ -178,7 +182,7 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 
 	out.EngineImagesPerSec, out.EngineCores = eng.perSec(), eng.cores()
 	out.DecodeFramesPerSec, out.DecodeCores = dec.perSec(), dec.cores()
-	out.Frames, out.Seconds, out.FramesPerSec = run.items, run.wall.Seconds(), run.perSec()
+	out.Frames, out.Seconds, out.FramesPerSec, out.PipelineCores = run.items, run.wall.Seconds(), run.perSec(), run.cores()
 	if run.items > 0 {
 		out.CPUMsPerFrame = run.cpu.Seconds() * 1000 / float64(run.items)
 	}
@@ -195,8 +199,8 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "%s on %s, %d stream(s) of %s, %d worker(s) x %d threads, batch %d, %d cores:\n",
 		m.Name, out.Engine, out.Streams, out.Video, out.Workers, out.Threads, out.Batch, out.Cores)
-	fmt.Fprintf(w, "  pipeline:           %.1f frames/s (%d frames in %.2f s), CPU %.2f ms/frame\n",
-		out.FramesPerSec, out.Frames, out.Seconds, out.CPUMsPerFrame)
+	fmt.Fprintf(w, "  pipeline:           %.1f frames/s (%d frames in %.2f s), CPU %.2f ms/frame on %.2f cores\n",
+		out.FramesPerSec, out.Frames, out.Seconds, out.CPUMsPerFrame, out.PipelineCores)
 	fmt.Fprintf(w, "  per frame:          preprocess %.2f ms, queue wait %.2f ms, inference %.2f ms (batch time / batch size)\n",
 		out.PreprocessMs, out.QueueMs, out.InferenceMsPerFrame)
 	fmt.Fprintf(w, "  engine only:        %.1f images/s on %.2f cores\n", out.EngineImagesPerSec, out.EngineCores)
