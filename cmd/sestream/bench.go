@@ -10,7 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/model"
 )
 
 // benchJSON is the --json output of `sestream bench` (a contract: scripts parse it).
@@ -30,15 +32,18 @@ func newBenchCmd() *cobra.Command {
 		modelPath, backend, library        string
 		batch, iterations, warmup, threads int
 		noGates, asJSON                    bool
+		pb                                 pipelineBench
 	)
 	cmd := &cobra.Command{
-		Use:   "bench --model MODEL --batch N [--iterations K] [--engine E] [--threads T] [--json]",
-		Short: "Measure inference speed of a model on batches of random input",
+		Use:   "bench --model MODEL --batch N [--iterations K] [--engine E] [--threads T] [--json]\n  sestream bench --pipeline --model MODEL --video FILE [--streams N] [--workers W] [--threads T] [--batch B] [--json]",
+		Short: "Measure inference speed of a model on batches of random input, or of the whole pipeline",
 		Long: `bench opens the model on the chosen backend, runs --warmup untimed batches, then --iterations timed batches
 of --batch items of fixed pseudo-random input, and prints images per second and the median and 99th percentile
 batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them out to show what they cost.
 
---json prints {"engine","model","batch","threads","iterations","images_per_sec","batch_ms_p50","batch_ms_p99"}.`,
+--json prints {"engine","model","batch","threads","iterations","images_per_sec","batch_ms_p50","batch_ms_p99"}.
+
+` + pipelineBenchHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -46,12 +51,27 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 				return badInput(errors.New("--model is required"))
 			case batch < 1:
 				return badInput(fmt.Errorf("--batch %d: want >= 1", batch))
+			case threads < 0:
+				return badInput(fmt.Errorf("--threads %d: want >= 0", threads))
+			}
+			if pb.on {
+				if noGates {
+					return badInput(errors.New("--no-gates: not with --pipeline (the pipeline always fetches the gates)"))
+				}
+				if !cmd.Flags().Changed("batch") {
+					batch = config.Default().Batch.MaxSize // the batch `run` uses
+				}
+				pb.model, pb.backend, pb.library, pb.batch, pb.threads, pb.asJSON = modelPath, backend, library, batch, threads, asJSON
+				return runBenchPipeline(cmd, pb)
+			}
+			if err := pb.unusedFlags(cmd); err != nil {
+				return err
+			}
+			switch {
 			case iterations < 1:
 				return badInput(fmt.Errorf("--iterations %d: want >= 1", iterations))
 			case warmup < 0:
 				return badInput(fmt.Errorf("--warmup %d: want >= 0", warmup))
-			case threads < 0:
-				return badInput(fmt.Errorf("--threads %d: want >= 0", threads))
 			}
 			m, b, err := loadModel(modelPath, backend)
 			if err != nil {
@@ -68,22 +88,7 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 				return err
 			}
 			defer e.Close()
-			in := m.Input.Shape
-			item := 1
-			for _, d := range in[1:] {
-				item *= int(d)
-			}
-			if item <= 0 {
-				item = 3 * m.Meta.Width * m.Meta.Height
-			}
-			x := make([]float32, batch*item)
-			state := uint32(2463534242)
-			for i := range x { // xorshift: the same input on every run, roughly N(0, 1)-sized values
-				state ^= state << 13
-				state ^= state >> 17
-				state ^= state << 5
-				x[i] = float32(state)/float32(1<<31) - 1
-			}
+			x := benchInput(m, batch)
 			ctx := cmd.Context()
 			for range warmup {
 				if _, err := e.Run(ctx, x, batch); err != nil {
@@ -129,7 +134,28 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 	f.StringVar(&library, "library", "", "ONNX Runtime shared library (default: search, see engine.library)")
 	f.BoolVar(&noGates, "no-gates", false, "do not fetch the SE gates (to measure their cost)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	pb.addFlags(f)
 	return cmd
+}
+
+// benchInput returns batch items of fixed pseudo-random input at the model's input size (NCHW float32).
+func benchInput(m *model.Model, batch int) []float32 {
+	item := 1
+	for _, d := range m.Input.Shape[1:] {
+		item *= int(d)
+	}
+	if item <= 0 {
+		item = 3 * m.Meta.Width * m.Meta.Height
+	}
+	x := make([]float32, batch*item)
+	state := uint32(2463534242)
+	for i := range x { // xorshift: the same input on every run, roughly N(0, 1)-sized values
+		state ^= state << 13
+		state ^= state >> 17
+		state ^= state << 5
+		x[i] = float32(state)/float32(1<<31) - 1
+	}
+	return x
 }
 
 // percentile returns the p-th percentile of sorted durations by the nearest-rank method.

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gocv.io/x/gocv"
+
+	"github.com/sestream/sestream"
+	"github.com/sestream/sestream/config"
+	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/internal/plan"
+	"github.com/sestream/sestream/model"
+	"github.com/sestream/sestream/stages/preprocess"
+)
+
+const pipelineBenchHelp = `With --pipeline, bench runs the whole pipeline (sestream.New, Start, Wait, nothing published on NATS) on
+--video read as --streams file streams (realtime off, no loop, block queues: as fast as the pipeline takes
+frames, nothing dropped) with --workers workers of --threads threads and batches of up to --batch (default
+with --pipeline: batch.max_size's default, 8), the rest of the configuration at its defaults, and in the
+same process, each for --phase-time before the pipeline run:
+  engine:  the engine alone (one session, --threads threads) on batches of --batch random inputs at the
+           model's input size, as plain bench does: images/s;
+  decode:  --streams goroutines, each reading --video with gocv VideoCapture (reopened at its end) and
+           preprocessing every frame into the model's tensor with the preprocess package, no inference:
+           frames/s.
+It prints the pipeline's frames/s (frames delivered between Start returning and Wait returning, over that
+time), the per-frame averages of the pipeline's own timings (preprocess, queue wait, inference = batch time /
+batch size) from every result message, and the process CPU time (getrusage user+sys) per frame and over the
+run's wall time (the cores it used).
+
+Machine limit. Each phase's CPU time over its wall time is the cores it used; a rate divided by those cores
+is its rate per core. With cores = runtime.NumCPU():
+  limit = cores / (1/engine_per_core + 1/decode_per_core)   frames/s
+that is, the CPU cost of one frame is its decode+preprocess cost plus its inference cost (at batch --batch),
+both measured alone, and the pipeline could keep every core busy with only that work. It leaves out what
+the pipeline adds (queues, batching, SE statistics, drift, messages), assumes both kinds of work scale to all
+cores and full batches, and takes the load of other processes as it was during the phases. fraction =
+frames_per_sec / limit.
+
+--pipeline --json prints {"engine","model","video","streams","workers","threads","batch","cores","frames",
+"seconds","frames_per_sec","engine_images_per_sec","engine_cores","decode_frames_per_sec","decode_cores",
+"preprocess_ms","queue_ms","inference_ms_per_frame","cpu_ms_per_frame","pipeline_cores","limit_frames_per_sec",
+"fraction_of_limit"}.`
+
+// pipelineBench holds the flags of `sestream bench --pipeline`.
+type pipelineBench struct {
+	on               bool
+	video            string
+	streams, workers int
+	phase            time.Duration
+
+	// from bench's own flags
+	model, backend, library string
+	batch, threads          int
+	asJSON                  bool
+}
+
+func (pb *pipelineBench) addFlags(f *pflag.FlagSet) {
+	f.BoolVar(&pb.on, "pipeline", false, "run the whole pipeline on --video and compare it with engine-only and decode-only rates")
+	f.StringVar(&pb.video, "video", "", "with --pipeline: video file read by every stream")
+	f.IntVar(&pb.streams, "streams", 1, "with --pipeline: number of file streams of --video")
+	f.IntVar(&pb.workers, "workers", 1, "with --pipeline: inference workers")
+	f.DurationVar(&pb.phase, "phase-time", 3*time.Second, "with --pipeline: how long the engine-only and decode-only phases each run")
+}
+
+// unusedFlags rejects the --pipeline flags when --pipeline is not given.
+func (pb *pipelineBench) unusedFlags(cmd *cobra.Command) error {
+	for _, name := range []string{"video", "streams", "workers", "phase-time"} {
+		if cmd.Flags().Changed(name) {
+			return badInput(fmt.Errorf("--%s: only with --pipeline", name))
+		}
+	}
+	return nil
+}
+
+// pipelineBenchJSON is the --pipeline --json output of `sestream bench` (a contract: scripts parse it).
+type pipelineBenchJSON struct {
+	Engine  string `json:"engine"`
+	Model   string `json:"model"`
+	Video   string `json:"video"`
+	Streams int    `json:"streams"`
+	Workers int    `json:"workers"`
+	Threads int    `json:"threads"`
+	Batch   int    `json:"batch"`
+	Cores   int    `json:"cores"`
+	// Frames and Seconds are the pipeline run: frames delivered between Start and Wait returning, and that time.
+	Frames       int     `json:"frames"`
+	Seconds      float64 `json:"seconds"`
+	FramesPerSec float64 `json:"frames_per_sec"`
+	// EngineCores and DecodeCores are each phase's CPU time over its wall time.
+	EngineImagesPerSec float64 `json:"engine_images_per_sec"`
+	EngineCores        float64 `json:"engine_cores"`
+	DecodeFramesPerSec float64 `json:"decode_frames_per_sec"`
+	DecodeCores        float64 `json:"decode_cores"`
+	// Averages over every result message of the pipeline run, in milliseconds per frame.
+	PreprocessMs        float64 `json:"preprocess_ms"`
+	QueueMs             float64 `json:"queue_ms"`
+	InferenceMsPerFrame float64 `json:"inference_ms_per_frame"`
+	// CPUMsPerFrame is the process's user+sys CPU time during the pipeline run over Frames; PipelineCores is
+	// that CPU time over Seconds.
+	CPUMsPerFrame     float64 `json:"cpu_ms_per_frame"`
+	PipelineCores     float64 `json:"pipeline_cores"`
+	LimitFramesPerSec float64 `json:"limit_frames_per_sec"`
+	FractionOfLimit   float64 `json:"fraction_of_limit"`
+}
+
+func (pb *pipelineBench) validate() error {
+	switch {
+	case pb.video == "":
+		return badInput(errors.New("--video is required with --pipeline"))
+	case pb.streams < 1 || pb.streams > config.MaxStreams:
+		return badInput(fmt.Errorf("--streams %d: want 1-%d", pb.streams, config.MaxStreams))
+	case pb.workers < 1:
+		return badInput(fmt.Errorf("--workers %d: want >= 1", pb.workers))
+	case pb.phase <= 0 || pb.phase > 10*time.Minute:
+		return badInput(fmt.Errorf("--phase-time %v: want more than 0 and at most 10m", pb.phase))
+	}
+	if st, err := os.Stat(pb.video); err != nil {
+		return badInput(fmt.Errorf("--video: %w", err))
+	} else if st.IsDir() {
+		return badInput(fmt.Errorf("--video %s: is a directory, want a video file", pb.video))
+	}
+	return nil
+}
+
+func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
+	if err := pb.validate(); err != nil {
+		return err
+	}
+	m, b, err := loadModel(pb.model, pb.backend)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := config.Default()
+	cfg.Model.Path = pb.model
+	cfg.Engine.Backend = string(b)
+	cfg.Engine.Threads = pb.threads
+	cfg.Engine.Library = pb.library
+	cfg.Workers = pb.workers
+	cfg.Batch.MaxSize = pb.batch
+	for i := range pb.streams {
+		cfg.AddStream(fmt.Sprintf("s%d", i+1), pb.video)
+		cfg.Streams[i].Realtime, cfg.Streams[i].Loop = false, false
+	}
+	if err := cfg.Validate(); err != nil {
+		return badInput(err)
+	}
+
+	out := pipelineBenchJSON{Model: m.Name, Video: pb.video, Streams: pb.streams, Workers: pb.workers,
+		Threads: pb.threads, Batch: pb.batch, Cores: runtime.NumCPU()}
+	var eng rate
+	eng, out.Engine, err = benchEngineRate(ctx, m, engine.Options{Backend: b, Threads: pb.threads, MaxBatch: pb.batch,
+		Library: pb.library, Logger: log}, pb.batch, pb.phase)
+	if err != nil {
+		return err
+	}
+	pre := plan.Preprocess(cfg.Preprocess, m).WithDefaults()
+	if err := pre.Validate(); err != nil {
+		return badInput(fmt.Errorf("model %s: preprocessing: %w", m.Path, err))
+	}
+	dec, err := benchDecodeRate(ctx, pb.video, pb.streams, pre, pb.phase)
+	if err != nil {
+		return err
+	}
+	run, err := benchPipelineRun(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
+	out.EngineImagesPerSec, out.EngineCores = eng.perSec(), eng.cores()
+	out.DecodeFramesPerSec, out.DecodeCores = dec.perSec(), dec.cores()
+	out.Frames, out.Seconds, out.FramesPerSec, out.PipelineCores = run.items, run.wall.Seconds(), run.perSec(), run.cores()
+	if run.items > 0 {
+		out.CPUMsPerFrame = run.cpu.Seconds() * 1000 / float64(run.items)
+	}
+	if n := float64(run.results); n > 0 {
+		out.PreprocessMs, out.QueueMs, out.InferenceMsPerFrame = run.preprocess/n, run.queue/n, run.inference/n
+	}
+	if e, d := eng.perCore(), dec.perCore(); e > 0 && d > 0 {
+		out.LimitFramesPerSec = float64(out.Cores) / (1/e + 1/d)
+		out.FractionOfLimit = out.FramesPerSec / out.LimitFramesPerSec
+	}
+	if pb.asJSON {
+		return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "%s on %s, %d stream(s) of %s, %d worker(s) x %d threads, batch %d, %d cores:\n",
+		m.Name, out.Engine, out.Streams, out.Video, out.Workers, out.Threads, out.Batch, out.Cores)
+	fmt.Fprintf(w, "  pipeline:           %.1f frames/s (%d frames in %.2f s), CPU %.2f ms/frame on %.2f cores\n",
+		out.FramesPerSec, out.Frames, out.Seconds, out.CPUMsPerFrame, out.PipelineCores)
+	fmt.Fprintf(w, "  per frame:          preprocess %.2f ms, queue wait %.2f ms, inference %.2f ms (batch time / batch size)\n",
+		out.PreprocessMs, out.QueueMs, out.InferenceMsPerFrame)
+	fmt.Fprintf(w, "  engine only:        %.1f images/s on %.2f cores\n", out.EngineImagesPerSec, out.EngineCores)
+	fmt.Fprintf(w, "  decode+preprocess:  %.1f frames/s on %.2f cores\n", out.DecodeFramesPerSec, out.DecodeCores)
+	fmt.Fprintf(w, "  limit:              %.1f frames/s = %d / (1/%.1f + 1/%.1f) (rates per core); pipeline at %.0f%% of it\n",
+		out.LimitFramesPerSec, out.Cores, eng.perCore(), dec.perCore(), 100*out.FractionOfLimit)
+	return nil
+}
+
+// rate is what one phase did: items in wall time, using cpu time of the process.
+type rate struct {
+	items     int
+	wall, cpu time.Duration
+}
+
+func (r rate) perSec() float64 {
+	if r.wall <= 0 {
+		return 0
+	}
+	return float64(r.items) / r.wall.Seconds()
+}
+
+// cores is the phase's CPU time over its wall time.
+func (r rate) cores() float64 {
+	if r.wall <= 0 {
+		return 0
+	}
+	return r.cpu.Seconds() / r.wall.Seconds()
+}
+
+// perCore is items per CPU second: the rate over the cores it used.
+func (r rate) perCore() float64 {
+	if r.cpu <= 0 {
+		return 0
+	}
+	return float64(r.items) / r.cpu.Seconds()
+}
+
+// processCPU returns the process's user+sys CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs f and returns its wall and CPU time.
+func measure(f func() (int, error)) (rate, error) {
+	c0, t0 := processCPU(), time.Now()
+	n, err := f()
+	return rate{items: n, wall: time.Since(t0), cpu: processCPU() - c0}, err
+}
+
+// benchEngineRate opens one engine and runs batches of random input for d, after 3 untimed batches.
+func benchEngineRate(ctx context.Context, m *model.Model, opts engine.Options, batch int, d time.Duration) (rate, string, error) {
+	e, err := openEngine(m, opts)
+	if err != nil {
+		return rate{}, "", err
+	}
+	defer e.Close()
+	x := benchInput(m, batch)
+	for range 3 {
+		if _, err := e.Run(ctx, x, batch); err != nil {
+			return rate{}, "", err
+		}
+	}
+	r, err := measure(func() (int, error) {
+		n := 0
+		for start := time.Now(); time.Since(start) < d; n += batch {
+			if _, err := e.Run(ctx, x, batch); err != nil {
+				return n, err
+			}
+		}
+		return n, nil
+	})
+	return r, string(e.Info().Backend), err
+}
+
+// benchDecodeRate reads the video in streams goroutines for d, each decoding with gocv VideoCapture (reopened
+// at the end of the file) and preprocessing every frame into its own tensor.
+func benchDecodeRate(ctx context.Context, video string, streams int, pre preprocess.Options, d time.Duration) (rate, error) {
+	return measure(func() (int, error) {
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex // guards total and first
+			total int
+			first error
+		)
+		deadline := time.Now().Add(d)
+		for range streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n, err := decodeUntil(ctx, video, pre, deadline)
+				mu.Lock()
+				defer mu.Unlock()
+				total += n
+				if first == nil {
+					first = err
+				}
+			}()
+		}
+		wg.Wait()
+		return total, first
+	})
+}
+
+// decodeUntil is one decode-only stream: it returns the frames it decoded and preprocessed before deadline.
+func decodeUntil(ctx context.Context, video string, pre preprocess.Options, deadline time.Time) (int, error) {
+	p, err := preprocess.New(pre)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	dst := make([]float32, p.TensorLen())
+	frame := gocv.NewMat()
+	defer frame.Close()
+	n := 0
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		vc, err := gocv.VideoCaptureFile(video)
+		if err != nil {
+			return n, badInput(fmt.Errorf("--video %s: %w", video, err))
+		}
+		read := 0
+		for time.Now().Before(deadline) && vc.Read(&frame) && !frame.Empty() {
+			if _, err := p.Into(dst, frame); err != nil {
+				vc.Close()
+				return n, fmt.Errorf("--video %s: preprocess: %w", video, err)
+			}
+			read++
+		}
+		vc.Close()
+		n += read
+		if read == 0 && time.Now().Before(deadline) {
+			return n, badInput(fmt.Errorf("--video %s: no frame OpenCV can decode", video))
+		}
+	}
+	return n, ctx.Err()
+}
+
+// pipelineRun is what the pipeline run measured: the frames delivered after Start returned, and the sums of
+// every result's timings in milliseconds.
+type pipelineRun struct {
+	rate
+	results                      int
+	preprocess, queue, inference float64
+}
+
+// benchPipelineRun runs the pipeline of cfg until its file streams end.
+func benchPipelineRun(ctx context.Context, cfg *config.Config, log *slog.Logger) (pipelineRun, error) {
+	var (
+		mu  sync.Mutex // guards run's sums, written by the sink goroutine
+		run pipelineRun
+	)
+	p, err := sestream.New(cfg, sestream.Options{Logger: log, NoNATS: true, OnFrame: func(f sestream.FrameOutput) {
+		t := f.Result.Timings
+		mu.Lock()
+		defer mu.Unlock()
+		run.results++
+		run.preprocess += t.Preprocess
+		run.queue += t.Queue
+		if s := f.Result.Batch.Size; s > 0 {
+			run.inference += t.Inference / float64(s)
+		}
+	}})
+	if err != nil {
+		return run, badInput(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		return run, err
+	}
+	mu.Lock()
+	before := run.results
+	mu.Unlock()
+	stop := make(chan struct{}) // closed when Wait returned
+	closed := make(chan struct{})
+	go func() { // on interrupt, drain and stop the pipeline as `run` does
+		defer close(closed)
+		select {
+		case <-ctx.Done():
+			p.Close(context.Background())
+		case <-stop:
+		}
+	}()
+	r, err := measure(func() (int, error) { return 0, p.Wait() })
+	close(stop)
+	<-closed
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return run, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	r.items = run.results - before
+	run.rate = r
+	return run, nil
+}
