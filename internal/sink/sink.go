@@ -79,8 +79,6 @@ type Window struct {
 	Batches   int
 	BatchFill float64 // sum over batches of size / max size
 	Top       string  // the last frame's best class and score
-	Entropy   float64 // sum of per-block normalized entropy
-	EntropyN  int
 	Drift     float64 // sum of the streams' drift scores (message.Drift.Score)
 	DriftN    int
 	DriftOn   bool   // some stream's drift alarm was on
@@ -141,8 +139,6 @@ func (s *Sink) Handle(ctx context.Context, res *infer.BatchResult) {
 	if acc.Top != "" {
 		w.Top = acc.Top
 	}
-	w.Entropy += acc.Entropy
-	w.EntropyN += acc.EntropyN
 	w.Drift += acc.Drift
 	w.DriftN += acc.DriftN
 	w.DriftOn = w.DriftOn || acc.DriftOn
@@ -168,8 +164,6 @@ func (s *Sink) attention(fr *infer.FrameResult, acc *Window) ([]message.Block, *
 			continue
 		}
 		b.Stats = message.StatsOf(&fr.Stats[j])
-		acc.Entropy += fr.Stats[j].Entropy
-		acc.EntropyN++
 		if s.cfg.IncludeVectors {
 			b.Vector = g
 		}
