@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sestream/sestream/message"
+	"github.com/sestream/sestream/model"
 	"github.com/sestream/sestream/se"
 	"github.com/sestream/sestream/stages/source"
 )
@@ -68,9 +69,9 @@ const (
 	MaxStreams = 256
 	// MaxQueueSize bounds queue.size, in frames per stream (a 1080p BGR frame is 6 MB).
 	MaxQueueSize = 1024
-	// MaxInputSide bounds preprocess.width and preprocess.height, in pixels (the same limit as
-	// stages/preprocess, which cannot be imported here: it needs OpenCV).
-	MaxInputSide = 8192
+	// MaxInputSide bounds preprocess.width and preprocess.height, in pixels (model.MaxInputSide, which
+	// preprocessing also enforces).
+	MaxInputSide = model.MaxInputSide
 	// MaxThreads bounds engine.threads, per worker.
 	MaxThreads = 256
 	// MaxBatchSize bounds batch.max_size, in frames.

@@ -1,5 +1,9 @@
 package model
 
+// MaxInputSide is the largest input height or width, in pixels, that preprocessing makes and configuration
+// accepts.
+const MaxInputSide = 8192
+
 // InputSize is the model's input height and width in pixels: the input's fixed dimensions, else the size its
 // metadata declares (the two must agree when both are given; Load checks), else 0, 0 (the caller's default).
 // Every user of the input size (preprocessing, the engines, inspect and bench) takes it from here.

@@ -6,6 +6,7 @@ import (
 	"image"
 	"math"
 
+	"github.com/sestream/sestream/model"
 	"gocv.io/x/gocv"
 )
 
@@ -103,7 +104,7 @@ func (o Options) Channels() int {
 }
 
 // maxInputSide bounds Width and Height.
-const maxInputSide = 8192
+const maxInputSide = model.MaxInputSide
 
 // Validate reports every invalid field of o (after defaults), each named by its field.
 func (o Options) Validate() error {
