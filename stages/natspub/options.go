@@ -46,7 +46,7 @@ type Options struct {
 	// JetStream configures JetStream publishing; when disabled, messages go out on core NATS.
 	JetStream JetStreamOptions
 
-	// BufferSize bounds the number of messages waiting to be sent (default 1024). While the
+	// BufferSize bounds the number of messages waiting to be sent (default DefaultBufferSize, 4096). While the
 	// connection is down, a full buffer drops its oldest message (counted and logged); while it is
 	// up, a full buffer makes Publish* wait.
 	BufferSize int
