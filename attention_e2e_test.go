@@ -2,9 +2,7 @@ package sestream
 
 import (
 	"context"
-	"encoding/csv"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -33,15 +31,7 @@ func makeTamperVideo(t *testing.T) (string, []tamperWindow) {
 	if out, err := exec.Command("bash", filepath.Join("scripts", "tamper_video.sh"), dir).CombinedOutput(); err != nil {
 		t.Fatalf("tamper_video.sh: %v\n%s", err, out)
 	}
-	f, err := os.Open(filepath.Join(dir, "tamper.labels.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, filepath.Join(dir, "tamper.labels.csv"))
 	var ws []tamperWindow
 	for _, r := range rows[1:] { // kind,start_s,end_s,first_frame,last_frame
 		first, _ := strconv.ParseUint(r[3], 10, 64)

@@ -14,18 +14,25 @@ import (
 	"github.com/sestream/sestream/message"
 )
 
-// truth reads samples/fashion.truth.csv: the label index of every frame (0-based decode order).
-func truth(t *testing.T) []int {
+// readCSV reads every row of a CSV file, header included.
+func readCSV(t *testing.T, path string) [][]string {
 	t.Helper()
-	f, err := os.Open("samples/fashion.truth.csv")
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
+	return rows
+}
+
+// truth reads samples/fashion.truth.csv: the label index of every frame (0-based decode order).
+func truth(t *testing.T) []int {
+	t.Helper()
+	rows := readCSV(t, "samples/fashion.truth.csv")
 	var labels []int
 	for _, r := range rows[1:] {
 		first, _ := strconv.Atoi(r[0])
