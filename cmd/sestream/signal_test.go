@@ -153,6 +153,9 @@ func (w *lockedWriter) String() string {
 // stream shutdown waits for and for how long at most.
 func TestShutdownNamesStreamsStillOpening(t *testing.T) {
 	addr := silentServer(t)
+	// The hung open ends when FFmpeg's socket timeout (stall_timeout, 10 s) passes: give the drain more than
+	// that, so that the stop is a complete drain rather than a race between two 10 s timers.
+	t.Setenv("SESTREAM_SHUTDOWN_DRAIN_TIMEOUT", "30s")
 	tiny := filepath.Join(engineTestdata, "se_tiny_64x64.onnx")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
