@@ -78,6 +78,9 @@ func attentionLine(a *Attention) string {
 	if d := a.Drift; d != nil {
 		if d.Phase == "detecting" {
 			fmt.Fprintf(&b, " drift %.2f hits %d/%d", d.Score, d.Hits, d.RiseCount)
+			if d.EvidenceRise > 0 { // producers before the evidence count send none
+				fmt.Fprintf(&b, " evidence %d/%d", d.Evidence, d.EvidenceRise)
+			}
 		} else {
 			fmt.Fprintf(&b, " drift %s", d.Phase)
 		}
@@ -113,6 +116,9 @@ func eventLine(e *Event) string {
 		}
 		if d.Score != nil {
 			fmt.Fprintf(&b, " score=%.2f hits=%d/%d", *d.Score, d.Hits, d.RiseCount)
+			if d.EvidenceRise > 0 {
+				fmt.Fprintf(&b, " evidence=%d/%d", d.Evidence, d.EvidenceRise)
+			}
 		}
 		if d.Still {
 			b.WriteString(" still")

@@ -41,8 +41,8 @@ func TestLine(t *testing.T) {
 	}{
 		{"result", sampleResult(), []string{"cam1 #1042", "sneaker 0.913", "latency 16.3ms", "batch 8"}},
 		{"result raw", raw, []string{"outputs[3] max #1 2.500"}},
-		{"attention", sampleAttention(4), []string{"cam1 #1042 drift 0.43 hits 1/12", "gates mean±std 0.48±0.21 0.48±0.21"}},
-		{"event", sampleEvent(), []string{"cam1 event attention_drift rise", "frame=1042", "score=3.40 hits=12/12", "features.3.se.gate=7.10/2.10 ch11+6.2 ch3-4.8 ch40+4.1"}},
+		{"attention", sampleAttention(4), []string{"cam1 #1042 drift 0.43 hits 1/12 evidence 1/18", "gates mean±std 0.48±0.21 0.48±0.21"}},
+		{"event", sampleEvent(), []string{"cam1 event attention_drift rise", "frame=1042", "score=3.40 hits=9/12 evidence=18/18", "features.3.se.gate=7.10/2.10 ch11+6.2 ch3-4.8 ch40+4.1"}},
 		{"status", sampleStatus(), []string{"up 1h2m6s", "cam1 running 25.0/24.9fps q2 drop50", "nats jetstream connected published 186100"}},
 	}
 	for _, tc := range tests {

@@ -207,6 +207,10 @@ type Drift struct {
 	// Hits counts the hit frames in the last window; RiseCount is the count that raises the alarm.
 	Hits      int `json:"hits"`
 	RiseCount int `json:"rise_count"`
+	// Evidence counts the inputs (SE blocks, stillness) over their threshold, summed over the frames of the
+	// same window; EvidenceRise is the evidence that raises the alarm (either count can raise it).
+	Evidence     int `json:"evidence"`
+	EvidenceRise int `json:"evidence_rise"`
 	// On is true while the stream's attention drift alarm is on (between an attention_drift rise and fall).
 	On bool `json:"on"`
 	// Still is true when the gates stopped changing from frame to frame (a frozen picture, a covered lens).
@@ -265,6 +269,10 @@ type EventDetails struct {
 	Score     *float64 `json:"score,omitempty"`
 	Hits      int      `json:"hits,omitempty"`
 	RiseCount int      `json:"rise_count,omitempty"`
+	// Evidence and EvidenceRise: the windowed evidence on that frame and the level that raises the alarm
+	// (attention_drift; see Drift).
+	Evidence     int `json:"evidence,omitempty"`
+	EvidenceRise int `json:"evidence_rise,omitempty"`
 	// Still: the gates had stopped changing on that frame (attention_drift).
 	Still bool `json:"still,omitempty"`
 	// Blocks are the SE blocks involved (attention_drift): on a rise those over their threshold on that

@@ -49,14 +49,14 @@ func sampleAttention(blocks int) *Attention {
 		}
 		a.Blocks = append(a.Blocks, b)
 	}
-	a.Drift = &Drift{Phase: "detecting", Score: 0.43, Hits: 1, RiseCount: 12}
+	a.Drift = &Drift{Phase: "detecting", Score: 0.43, Hits: 1, RiseCount: 12, Evidence: 1, EvidenceRise: 18}
 	return a
 }
 
 func sampleEvent() *Event {
 	return &Event{
 		Schema: SchemaEvent, Stream: "cam1", BootID: "4f1c2a9e0b7d3e55", Kind: EventAttentionDrift, Time: sampleTime,
-		Details: &EventDetails{State: "rise", Frame: 1042, Score: ptr(3.4), Hits: 12, RiseCount: 12,
+		Details: &EventDetails{State: "rise", Frame: 1042, Score: ptr(3.4), Hits: 9, RiseCount: 12, Evidence: 18, EvidenceRise: 18,
 			Blocks: []DriftBlock{{Name: "features.3.se.gate", Order: 1, Score: 7.1, Threshold: 2.1,
 				Moved: []MovedChannel{{Channel: 11, Z: 6.2}, {Channel: 3, Z: -4.8}, {Channel: 40, Z: 4.1}}}}},
 	}

@@ -59,11 +59,15 @@ func (p DetectorPhase) String() string {
 //
 // After Warmup frames it collects Calibration frames of scores. At the end of calibration, input i's
 // threshold q_i is the Quantile of its calibration scores (nearest rank). A frame is a hit when some input has
-// score_i > q_i; hits are counted in a sliding window of Window frames. An alarm rises when the count
-// reaches RiseCount and falls when the count has stayed at or below FallCount (the count normal frames
-// give: calibration hit rate x Window, rounded up, below RiseCount) for FallFrames consecutive frames. So
-// one odd frame never raises an alarm (unless RiseCount is 1), an alarm lasts at least FallFrames frames,
-// and counts between FallCount and RiseCount keep the current state.
+// score_i > q_i. Two counts are kept over a sliding window of Window frames: the hit frames (Count) and the
+// evidence (Evidence): the number of (frame, input) pairs over threshold, so a frame on which three inputs
+// are over counts three. An alarm rises when Count reaches RiseCount or Evidence reaches EvidenceRise, and
+// falls when both have stayed at or below their fall levels (what normal frames give: the calibration rate
+// times Window, rounded up, below the rise level) for FallFrames consecutive frames. So one odd frame never
+// raises an alarm (unless a rise level is that low), an alarm lasts at least FallFrames frames, and counts
+// between the fall and rise levels keep the current state. The evidence count is what makes a change that
+// moves several inputs at once (a covered lens, defocus, a zoom: several SE blocks and stillness) rise
+// sooner than an unusual object, which on normal video moves one input at a time.
 //
 // RiseCount is calibrated to FalseAlarmFrames: it is the smallest m for which the binomial tail
 // P(Binomial(Window, p) >= m) <= 1/FalseAlarmFrames, with p the fraction of calibration frames that are
@@ -71,7 +75,9 @@ func (p DetectorPhase) String() string {
 // largest count any window of the
 // calibration frames reached: normal video is correlated from frame to frame, so hits cluster more than a
 // binomial says, and the calibration frames are the one sample of that clustering the detector has.
-// RiseCount is at most Window; when even Window hits are too likely, RiseCount is Window.
+// RiseCount is at most Window; when even Window hits are too likely, RiseCount is Window. EvidenceRise is
+// one more than the largest evidence any window of the calibration frames reached (at most Window times the
+// number of inputs, and at least RiseCount, so that with one input it adds nothing).
 //
 // Update allocates nothing; a Detector is not safe for concurrent use.
 type Detector struct {
@@ -85,13 +91,16 @@ type Detector struct {
 	rise   int
 	fall   int
 	hitP   float64
+	eRise  int // evidence rise and fall levels
+	eFall  int
 
-	ring  []bool // last Window hit flags
-	pos   int
-	count int
-	clean int // consecutive frames with count <= fall
-	on    bool
-	onFor int // frames since the alarm rose, this one included
+	ring     []int // number of inputs over threshold on each of the last Window frames
+	pos      int
+	count    int // hit frames in the window
+	evidence int // inputs over threshold in the window, summed over its frames
+	clean    int // consecutive frames with count <= fall and evidence <= eFall
+	on       bool
+	onFor    int // frames since the alarm rose, this one included
 }
 
 // DetectorStep is the outcome of one frame.
@@ -99,8 +108,9 @@ type DetectorStep struct {
 	Phase DetectorPhase
 	// Hit: some input was over its threshold on this frame.
 	Hit bool
-	// Count is the number of hits in the last Window frames (this one included).
-	Count int
+	// Count is the number of hits in the last Window frames (this one included); Evidence the number of
+	// inputs over their threshold, summed over the same frames.
+	Count, Evidence int
 	// On is the alarm state after this frame; Rose and Fell tell whether it changed on this frame.
 	On, Rose, Fell bool
 	// OnFor is the number of frames the alarm has been on, this one included; 0 when it is off.
@@ -117,7 +127,7 @@ func NewDetector(cfg DetectorConfig, inputs int) (*Detector, error) {
 	}
 	return &Detector{cfg: cfg, inputs: inputs,
 		calib: make([]float64, cfg.Calibration*inputs), sorted: make([]float64, cfg.Calibration),
-		thresh: make([]float64, inputs), ring: make([]bool, cfg.Window)}, nil
+		thresh: make([]float64, inputs), ring: make([]int, cfg.Window)}, nil
 }
 
 func (c DetectorConfig) validate() error {
@@ -160,6 +170,10 @@ func (d *Detector) RiseCount() int { return d.rise }
 // calibration ends.
 func (d *Detector) FallCount() int { return d.fall }
 
+// EvidenceRise returns the calibrated evidence within Window that raises an alarm; 0 before calibration
+// ends.
+func (d *Detector) EvidenceRise() int { return d.eRise }
+
 // HitRate returns the fraction of calibration frames that were hits; 0 before calibration ends.
 func (d *Detector) HitRate() float64 { return d.hitP }
 
@@ -172,6 +186,7 @@ func (d *Detector) Over(i int, score float64) bool { return d.rise > 0 && score 
 // Reset forgets the calibration and the state, as for a new stream.
 func (d *Detector) Reset() {
 	d.frames, d.rise, d.fall, d.hitP, d.pos, d.count, d.clean, d.on, d.onFor = 0, 0, 0, 0, 0, 0, 0, false, 0
+	d.eRise, d.eFall, d.evidence = 0, 0, 0
 	clear(d.thresh)
 	clear(d.ring)
 }
@@ -195,23 +210,22 @@ func (d *Detector) Update(scores []float64) (DetectorStep, error) {
 		}
 		return DetectorStep{Phase: phase}, nil
 	}
-	hit := false
+	over := 0
 	for i, s := range scores {
 		if s > d.thresh[i] {
-			hit = true
-			break
+			over++
 		}
 	}
-	st := DetectorStep{Phase: Detecting, Hit: hit}
-	d.push(hit)
-	st.Count = d.count
-	if d.count > d.fall {
+	st := DetectorStep{Phase: Detecting, Hit: over > 0}
+	d.push(over)
+	st.Count, st.Evidence = d.count, d.evidence
+	if d.count > d.fall || d.evidence > d.eFall {
 		d.clean = 0
 	} else {
 		d.clean++
 	}
 	switch {
-	case !d.on && d.count >= d.rise:
+	case !d.on && (d.count >= d.rise || d.evidence >= d.eRise):
 		d.on, st.Rose = true, true
 	case d.on && d.clean >= d.cfg.FallFrames:
 		d.on, st.Fell = false, true
@@ -226,16 +240,24 @@ func (d *Detector) Update(scores []float64) (DetectorStep, error) {
 	return st, nil
 }
 
-// push adds one hit flag to the sliding window.
-func (d *Detector) push(hit bool) {
-	if d.ring[d.pos] {
+// push adds one frame's number of inputs over threshold to the sliding window.
+func (d *Detector) push(over int) {
+	if old := d.ring[d.pos]; old > 0 {
 		d.count--
+		d.evidence -= old
 	}
-	d.ring[d.pos] = hit
-	if hit {
+	d.ring[d.pos] = over
+	if over > 0 {
 		d.count++
+		d.evidence += over
 	}
 	d.pos = (d.pos + 1) % len(d.ring)
+}
+
+// clearWindow empties the sliding window.
+func (d *Detector) clearWindow() {
+	clear(d.ring)
+	d.pos, d.count, d.evidence = 0, 0, 0
 }
 
 // calibrate sets the thresholds and RiseCount from the calibration scores.
@@ -248,26 +270,26 @@ func (d *Detector) calibrate() {
 		slices.Sort(d.sorted[:n])
 		d.thresh[in] = quantile.NearestRank(d.sorted[:n], d.cfg.Quantile)
 	}
-	// Hit rate and the largest windowed count over the calibration frames, with the thresholds now set.
-	hits, maxCount := 0, 0
-	clear(d.ring)
-	d.pos, d.count = 0, 0
+	// Hit and evidence rates and the largest windowed counts over the calibration frames, with the
+	// thresholds now set.
+	hits, overs, maxCount, maxEvidence := 0, 0, 0, 0
+	d.clearWindow()
 	for i := range n {
-		hit := false
+		over := 0
 		for in := range d.inputs {
 			if d.calib[i*d.inputs+in] > d.thresh[in] {
-				hit = true
-				break
+				over++
 			}
 		}
-		if hit {
+		if over > 0 {
 			hits++
 		}
-		d.push(hit)
+		overs += over
+		d.push(over)
 		maxCount = max(maxCount, d.count)
+		maxEvidence = max(maxEvidence, d.evidence)
 	}
-	clear(d.ring)
-	d.pos, d.count = 0, 0
+	d.clearWindow()
 	d.hitP = float64(hits) / float64(n)
 	// The hit rate is estimated from n frames; use its upper bound two standard errors up, so that a
 	// calibration that happened to see few hits does not set the rise count too low.
@@ -276,6 +298,13 @@ func (d *Detector) calibrate() {
 	m := BinomialRiseCount(d.cfg.Window, p, 1/d.cfg.FalseAlarmFrames)
 	d.rise = min(max(m, maxCount+1), d.cfg.Window)
 	d.fall = min(int(math.Ceil(d.hitP*float64(d.cfg.Window))), d.rise-1)
+	// The evidence level: the same two rules on Window x inputs (frame, input) pairs.
+	slots := d.cfg.Window * d.inputs
+	pe := max(float64(overs)/float64(n*d.inputs), 1-d.cfg.Quantile)
+	pe = min(1, pe+2*math.Sqrt(pe*(1-pe)/float64(n*d.inputs)))
+	me := BinomialRiseCount(slots, pe, 1/d.cfg.FalseAlarmFrames)
+	d.eRise = max(min(max(me, maxEvidence+1), slots), d.rise)
+	d.eFall = min(int(math.Ceil(float64(overs)/float64(n)*float64(d.cfg.Window))), d.eRise-1)
 }
 
 // BinomialRiseCount returns the smallest m in [1, window] with P(Binomial(window, p) >= m) <= alpha, or

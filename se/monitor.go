@@ -177,8 +177,10 @@ type MonitorSample struct {
 	// (a frame is a hit when it is above 1, or when Still); 0 before calibration ends.
 	Score float64
 	// Hits is the number of hit frames in the last WindowFrames frames; RiseCount the number that raises
-	// an alarm.
-	Hits, RiseCount int
+	// an alarm. Evidence is the number of inputs (blocks, stillness) over their threshold summed over the
+	// same frames; EvidenceRise the evidence that raises an alarm (see Detector).
+	Hits, RiseCount        int
+	Evidence, EvidenceRise int
 	// On is the alarm state after this frame.
 	On bool
 	// Stillness is the stream's stillness score (see MonitorConfig.Stillness; 0 when it is off),
@@ -193,11 +195,11 @@ type AttentionEvent struct {
 	Frame uint64
 	// On is true when the alarm rose, false when it fell.
 	On bool
-	// Score is the stream's score on that frame and Hits the windowed hit count; RiseCount the count
-	// that raises an alarm.
-	Score     float64
-	Hits      int
-	RiseCount int
+	// Score is the stream's score on that frame, Hits and Evidence the windowed counts, RiseCount and
+	// EvidenceRise the levels that raise an alarm (see MonitorSample).
+	Score                  float64
+	Hits, RiseCount        int
+	Evidence, EvidenceRise int
 	// Still: the stillness score was over its threshold on that frame.
 	Still bool
 	// Blocks lists, for each block over its threshold on that frame (on a fall: every block), its order,
@@ -327,6 +329,7 @@ func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorS
 	}
 	out.Frame, out.Phase, out.WarmedUp = frame, step.Phase, step.Phase == Detecting
 	out.Hits, out.RiseCount, out.On = step.Count, m.det.RiseCount(), step.On
+	out.Evidence, out.EvidenceRise = step.Evidence, m.det.EvidenceRise()
 	out.Score = 0
 	out.Stillness, out.StillnessThreshold, out.Still = 0, 0, false
 	if m.cfg.Stillness {
@@ -359,7 +362,8 @@ func (m *AttentionMonitor) Update(frame uint64, gates [][]float32, out *MonitorS
 	if !step.Rose && !step.Fell {
 		return nil, nil
 	}
-	ev := &AttentionEvent{Frame: frame, On: step.Rose, Score: out.Score, Hits: step.Count, RiseCount: out.RiseCount, Still: out.Still}
+	ev := &AttentionEvent{Frame: frame, On: step.Rose, Score: out.Score, Hits: step.Count, RiseCount: out.RiseCount,
+		Evidence: step.Evidence, EvidenceRise: out.EvidenceRise, Still: out.Still}
 	for i := range out.Blocks {
 		bs := &out.Blocks[i]
 		if bs.Over || step.Fell {

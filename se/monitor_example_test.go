@@ -50,5 +50,5 @@ func ExampleAttentionMonitor() {
 	}
 	// Output:
 	// frame 708: rise, block 1, channel 3 moved most
-	// frame 783: fall
+	// frame 794: fall
 }

@@ -90,7 +90,8 @@ func (e *Events) AttentionDrift(stream string, ev *se.AttentionEvent, blocks []s
 		state = "rise"
 	}
 	score := ev.Score
-	d := &message.EventDetails{State: state, Frame: ev.Frame, Score: &score, Hits: ev.Hits, RiseCount: ev.RiseCount, Still: ev.Still}
+	d := &message.EventDetails{State: state, Frame: ev.Frame, Score: &score, Hits: ev.Hits, RiseCount: ev.RiseCount,
+		Evidence: ev.Evidence, EvidenceRise: ev.EvidenceRise, Still: ev.Still}
 	names := make([]string, 0, len(ev.Blocks))
 	for _, b := range ev.Blocks {
 		name := ""
@@ -102,6 +103,6 @@ func (e *Events) AttentionDrift(stream string, ev *se.AttentionEvent, blocks []s
 		names = append(names, name)
 	}
 	e.log.Info("attention drift", "stream", stream, "state", state, "frame", ev.Frame, "score", fmt.Sprintf("%.2f", score),
-		"hits", fmt.Sprintf("%d/%d", ev.Hits, ev.RiseCount), "still", ev.Still, "blocks", names)
+		"hits", fmt.Sprintf("%d/%d", ev.Hits, ev.RiseCount), "evidence", fmt.Sprintf("%d/%d", ev.Evidence, ev.EvidenceRise), "still", ev.Still, "blocks", names)
 	e.send(&message.Event{Schema: message.SchemaEvent, Stream: stream, BootID: e.bootID, Kind: message.EventAttentionDrift, Time: at, Details: d})
 }

@@ -215,7 +215,7 @@ func (s *Sink) driftOf(smp *se.MonitorSample, blocks []message.Block) *message.D
 		}
 	}
 	return &message.Drift{Phase: smp.Phase.String(), Score: smp.Score, Hits: smp.Hits, RiseCount: smp.RiseCount,
-		On: smp.On, Still: smp.Still}
+		Evidence: smp.Evidence, EvidenceRise: smp.EvidenceRise, On: smp.On, Still: smp.Still}
 }
 
 // monitorFor returns a stream's drift monitor, made at its first frame; nil when drift is off.

@@ -167,7 +167,7 @@
     ];
     const last = s.columns.length ? s.columns[s.columns.length - 1] : null, d = last && last.drift;
     if (d) { // the stream's attention drift state (message.Drift)
-      parts.push('attention drift ' + (d.phase === 'detecting' ? fmt(d.score, 2) + ' (hits ' + d.hits + '/' + d.rise_count + ')' : d.phase) + (d.on ? ' ON' : ''));
+      parts.push('attention drift ' + (d.phase === 'detecting' ? fmt(d.score, 2) + ' (hits ' + d.hits + '/' + d.rise_count + (d.evidence_rise ? ', evidence ' + d.evidence + '/' + d.evidence_rise : '') + ')' : d.phase) + (d.on ? ' ON' : ''));
     }
     s.metrics.textContent = parts.join(' · ');
     if (st && st.state) { s.badge.textContent = st.state; s.badge.dataset.state = st.state; }

@@ -110,6 +110,7 @@ type result struct {
 	why        []string // per rise: what was over its threshold
 	detectFrom int      // first frame in the detecting phase
 	riseCount  int      // calibrated rise count
+	eRise      int      // calibrated evidence rise (attention only)
 }
 
 func main() {
@@ -223,8 +224,8 @@ func run(gatePaths, grayPaths, labelPaths []string, w, h int, fps float64, cfg s
 				}
 			}
 		}
-		fmt.Printf("%s: %.1f s of normal video judged; false alarms: attention %d, pixel %d; rise count: attention %d, pixel %d of %d\n",
-			gatePaths[v], videoSec[0], videoFA[0], videoFA[1], att.riseCount, pix.riseCount, cfg.WindowFrames)
+		fmt.Printf("%s: %.1f s of normal video judged; false alarms: attention %d, pixel %d; rise count: attention %d, pixel %d of %d; attention evidence rise %d\n",
+			gatePaths[v], videoSec[0], videoFA[0], videoFA[1], att.riseCount, pix.riseCount, cfg.WindowFrames, att.eRise)
 		for _, wd := range ws {
 			cell := func(r result) string {
 				for _, f := range r.rises {
@@ -273,7 +274,7 @@ func runAttention(g *gates, n int, cfg se.MonitorConfig, csv *bufio.Writer) (res
 			}
 			r.why = append(r.why, strings.Join(why, ", "))
 		}
-		r.riseCount = out.RiseCount
+		r.riseCount, r.eRise = out.RiseCount, out.EvidenceRise
 		if csv != nil {
 			fmt.Fprintf(csv, "%d,%.4g,%d,%t,%.4g,%.4g", f, out.Score, out.Hits, out.On, out.Stillness, out.StillnessThreshold)
 			for _, b := range out.Blocks {
