@@ -262,53 +262,56 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 // factor recomputes the inverse Cholesky factor of group g's shrunk covariance. A covariance that is not
 // positive definite (too few frames, a channel that never moved) gets a small ridge: 1e-6 of its mean
 // variance plus 1e-12, so that the factor always exists.
+//
+// Element (i, j), j <= i, of each packed triangle is at i(i+1)/2 + j; the loops carry the row offsets
+// ri = i(i+1)/2 (and rj, rk) instead of recomputing them.
 func (b *GateBaseline) factor(g int) {
-	m, o := b.size(g), b.off[g]
-	cov, l := b.cov[o:o+m*(m+1)/2], b.chol[o:o+m*(m+1)/2]
-	at := func(i, j int) int { return i*(i+1)/2 + j }
+	m, o, c0 := b.size(g), b.off[g], g*b.group
+	n := m * (m + 1) / 2
+	cov, l, t := b.cov[o:o+n], b.chol[o:o+n], b.tri[:n]
+	inv := b.inv[c0 : c0+m]
+	scale, keep := b.scale, 1-b.shrink
 	var tr float64
-	for i := range m {
-		tr += b.scale * cov[at(i, i)]
+	for i, ri := 0, 0; i < m; ri, i = ri+i+1, i+1 {
+		tr += scale * cov[ri+i]
 	}
 	ridge := 1e-6*tr/float64(m) + 1e-12
-	for i := range m {
-		if v := b.scale * cov[at(i, i)]; v > 0 {
-			b.inv[g*b.group+i] = 1 / math.Sqrt(v)
+	for i, ri := 0, 0; i < m; ri, i = ri+i+1, i+1 {
+		if v := scale * cov[ri+i]; v > 0 {
+			inv[i] = 1 / math.Sqrt(v)
 		} else {
-			b.inv[g*b.group+i] = 0
+			inv[i] = 0
 		}
 	}
 	// Cholesky A = L Lᵀ into the scratch t, then its inverse M = L⁻¹ (lower triangular) into chol.
-	t := b.tri[:m*(m+1)/2]
-	for i := range m {
-		for j := 0; j <= i; j++ {
-			a := b.scale * cov[at(i, j)]
-			if i != j {
-				a *= 1 - b.shrink
-			} else {
-				a += ridge
+	for i, ri := 0, 0; i < m; ri, i = ri+i+1, i+1 {
+		ti, ci := t[ri:ri+i+1], cov[ri:ri+i+1]
+		for j, rj := 0, 0; j < i; rj, j = rj+j+1, j+1 {
+			a := scale * ci[j] * keep
+			tj := t[rj : rj+j+1]
+			for k, x := range tj[:j] {
+				a -= ti[k] * x
 			}
-			for k := range j {
-				a -= t[at(i, k)] * t[at(j, k)]
-			}
-			if i == j {
-				if a <= 0 {
-					a = ridge
-				}
-				t[at(i, i)] = math.Sqrt(a)
-			} else {
-				t[at(i, j)] = a / t[at(j, j)]
-			}
+			ti[j] = a / tj[j]
 		}
+		a := scale*ci[i] + ridge
+		for _, x := range ti[:i] {
+			a -= x * x
+		}
+		if a <= 0 {
+			a = ridge
+		}
+		ti[i] = math.Sqrt(a)
 	}
-	for j := range m {
-		l[at(j, j)] = 1 / t[at(j, j)]
-		for i := j + 1; i < m; i++ {
+	for j, rj := 0, 0; j < m; rj, j = rj+j+1, j+1 {
+		l[rj+j] = 1 / t[rj+j]
+		for i, ri := j+1, rj+j+1; i < m; ri, i = ri+i+1, i+1 {
+			ti := t[ri : ri+i+1]
 			var a float64
-			for k := j; k < i; k++ {
-				a += t[at(i, k)] * l[at(k, j)]
+			for k, rk := j, rj; k < i; rk, k = rk+k+1, k+1 {
+				a += ti[k] * l[rk+j]
 			}
-			l[at(i, j)] = -a / t[at(i, i)]
+			l[ri+j] = -a / ti[i]
 		}
 	}
 	b.ready[g] = true
