@@ -173,31 +173,18 @@ func (b *GateBaseline) Score(s []float32) (float64, error) {
 		m, o, c0 := b.size(g), b.off[g], g*b.group
 		d := b.dev[c0 : c0+m]
 		z, inv := b.z[c0:c0+m], b.inv[c0:c0+m]
-		for i, x := range d {
-			z[i] = x * inv[i]
-		}
 		if !b.ready[g] {
+			for i, x := range d {
+				z[i] = x * inv[i]
+			}
 			complete = false
 			continue
 		}
-		// y = L⁻¹ d with the stored inverse factor: every y_i is an independent dot product (a forward
-		// substitution would chain them); d' A⁻¹ d = |y|².
 		l := b.chol[o : o+m*(m+1)/2]
-		for i := range m {
-			r0 := i * (i + 1) / 2
-			row := l[r0 : r0+i+1]
-			di := d[:len(row)]
-			var a0, a1 float64
-			j := 0
-			for ; j+2 <= len(row); j += 2 {
-				a0 += row[j] * di[j]
-				a1 += row[j+1] * di[j+1]
-			}
-			if j < len(row) {
-				a0 += row[j] * di[j]
-			}
-			y := a0 + a1
-			total += y * y
+		if m == 8 {
+			total = scoreGroup8(total, l, d, z, inv)
+		} else {
+			total = scoreGroup(total, l, d, z, inv)
 		}
 	}
 	if !complete {
@@ -230,21 +217,14 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 	// one multiply-add per element instead of rescaling every element every frame.
 	f := a / b.scale
 	b.scale *= 1 - a
-	mean := b.mean
 	for g := range b.off {
 		m, o, c0 := b.size(g), b.off[g], g*b.group
-		d := b.dev[c0 : c0+m]
-		mg := mean[c0 : c0+m]
+		d, mean := b.dev[c0:c0+m], b.mean[c0:c0+m]
 		cov := b.cov[o : o+m*(m+1)/2]
-		for i, di := range d {
-			mg[i] += a * di
-			r0 := i * (i + 1) / 2
-			row := cov[r0 : r0+i+1]
-			dj := d[:len(row)]
-			add := f * di
-			for j, x := range dj {
-				row[j] += add * x
-			}
+		if m == 8 {
+			learnGroup8(a, f, mean, cov, d)
+		} else {
+			learnGroup(a, f, mean, cov, d)
 		}
 	}
 	if b.scale < 1e-150 { // renormalize, about every 200000 frames at Memory 600
@@ -256,6 +236,50 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 	for range b.perUpdate {
 		b.factor(b.next)
 		b.next = (b.next + 1) % len(b.off)
+	}
+}
+
+// scoreGroup sets one group's z-scores z_i = d_i inv_i and returns total + Σ_i y_i² for y = L⁻¹ d, with
+// l the group's packed inverse factor (m(m+1)/2 values for m = len(d)), adding the y_i² in row order.
+// Each y_i sums its even and its odd terms separately, then adds the two. scoreGroup8 is the same for
+// m = 8, unrolled, and must give the same result.
+func scoreGroup(total float64, l, d, z, inv []float64) float64 {
+	z, inv = z[:len(d)], inv[:len(d)]
+	for i, x := range d {
+		z[i] = x * inv[i]
+	}
+	for i := range d {
+		r0 := i * (i + 1) / 2
+		row := l[r0 : r0+i+1]
+		di := d[:len(row)]
+		var a0, a1 float64
+		j := 0
+		for ; j+2 <= len(row); j += 2 {
+			a0 += row[j] * di[j]
+			a1 += row[j+1] * di[j+1]
+		}
+		if j < len(row) {
+			a0 += row[j] * di[j]
+		}
+		y := a0 + a1
+		total += y * y
+	}
+	return total
+}
+
+// learnGroup adds a d to one group's mean and f d dᵀ to its packed covariance cov (m(m+1)/2 values for
+// m = len(d)). learnGroup8 is the same for m = 8, unrolled.
+func learnGroup(a, f float64, mean, cov, d []float64) {
+	mean = mean[:len(d)]
+	for i, di := range d {
+		mean[i] += a * di
+		r0 := i * (i + 1) / 2
+		row := cov[r0 : r0+i+1]
+		dj := d[:len(row)]
+		add := f * di
+		for j, x := range dj {
+			row[j] += add * x
+		}
 	}
 }
 
