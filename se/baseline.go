@@ -307,7 +307,19 @@ func (b *GateBaseline) factor(g int) {
 			inv[i] = 0
 		}
 	}
-	// Cholesky A = L Lᵀ into the scratch t, then its inverse M = L⁻¹ (lower triangular) into chol.
+	if m == 8 {
+		invertCholesky8(cov, l, scale, keep, ridge)
+	} else {
+		invertCholesky(m, cov, l, t, scale, keep, ridge)
+	}
+	b.ready[g] = true
+}
+
+// invertCholesky factors A = L Lᵀ into the scratch t, A_ij = scale cov_ij times keep off the diagonal,
+// plus ridge on it (a pivot that is not positive becomes ridge), and writes M = L⁻¹ (lower triangular) into
+// l. cov, l and t are packed triangles of m(m+1)/2 values. invertCholesky8 is the same for m = 8, unrolled,
+// and must give the same result.
+func invertCholesky(m int, cov, l, t []float64, scale, keep, ridge float64) {
 	for i, ri := 0, 0; i < m; ri, i = ri+i+1, i+1 {
 		ti, ci := t[ri:ri+i+1], cov[ri:ri+i+1]
 		for j, rj := 0, 0; j < i; rj, j = rj+j+1, j+1 {
@@ -338,5 +350,4 @@ func (b *GateBaseline) factor(g int) {
 			l[ri+j] = -a / ti[i]
 		}
 	}
-	b.ready[g] = true
 }

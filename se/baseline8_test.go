@@ -150,3 +150,91 @@ func TestGateBaselineGroupKernels(t *testing.T) {
 		}
 	}
 }
+
+// The unrolled inverse Cholesky factor for 8 channels gives what the general loop gives, and the general
+// loop an inverse: M A Mᵀ = I for the shrunk, ridged A. Covariances are random positive definite ones,
+// with values over several orders of magnitude, and degenerate ones (a channel that never moved, all zero)
+// where the ridge stands in for non-positive pivots.
+func TestInvertCholeskyKernel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 5))
+	randomCov := func(m int, dead int) []float64 {
+		cov := make([]float64, m*(m+1)/2)
+		scales := make([]float64, m)
+		for i := range scales {
+			scales[i] = math.Exp(2 * rng.NormFloat64())
+		}
+		for range m + 4 { // a sum of m+4 outer products: positive definite
+			v := randomSlice(rng, m)
+			for i := range m {
+				for j := 0; j <= i; j++ {
+					cov[i*(i+1)/2+j] += v[i] * v[j] * scales[i] * scales[j]
+				}
+			}
+		}
+		if dead >= 0 {
+			for j := range m {
+				cov[max(dead, j)*(max(dead, j)+1)/2+min(dead, j)] = 0
+			}
+		}
+		return cov
+	}
+	for _, m := range []int{1, 2, 3, 5, 8, 9} {
+		for trial := range 300 {
+			var cov []float64
+			switch trial % 10 {
+			case 0:
+				cov = make([]float64, m*(m+1)/2)
+			case 1:
+				cov = randomCov(m, rng.IntN(m))
+			default:
+				cov = randomCov(m, -1)
+			}
+			scale, keep := math.Exp(rng.NormFloat64()), 1-rng.Float64()*rng.Float64()
+			var tr float64
+			for i := range m {
+				tr += scale * cov[i*(i+1)/2+i]
+			}
+			ridge := 1e-6*tr/float64(m) + 1e-12
+			l := make([]float64, len(cov))
+			invertCholesky(m, cov, l, make([]float64, len(cov)), scale, keep, ridge)
+			if trial%10 >= 2 {
+				// M A Mᵀ = I: with A = L Lᵀ and M = L⁻¹.
+				a := func(i, j int) float64 {
+					i, j = max(i, j), min(i, j)
+					v := scale * cov[i*(i+1)/2+j]
+					if i != j {
+						return v * keep
+					}
+					return v + ridge
+				}
+				for i := range m {
+					for j := 0; j <= i; j++ {
+						var s float64
+						for p := 0; p <= i; p++ {
+							for q := 0; q <= j; q++ {
+								s += l[i*(i+1)/2+p] * a(p, q) * l[j*(j+1)/2+q]
+							}
+						}
+						want := 0.0
+						if i == j {
+							want = 1
+						}
+						if math.Abs(s-want) > 1e-6 {
+							t.Fatalf("m=%d trial %d: (M A Mᵀ)[%d][%d] = %v, want %v", m, trial, i, j, s, want)
+						}
+					}
+				}
+			}
+			if m != 8 {
+				continue
+			}
+			l8 := make([]float64, len(cov))
+			invertCholesky8(cov, l8, scale, keep, ridge)
+			for i := range l8 {
+				if !closeTo(l8[i], l[i]) {
+					t.Fatalf("trial %d: invertCholesky8 l[%d] = %v, invertCholesky %v", trial, i, l8[i], l[i])
+				}
+			}
+		}
+	}
+}
