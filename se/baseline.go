@@ -41,13 +41,14 @@ type GateBaseline struct {
 	next      int     // next group to refactor
 	perUpdate int     // groups refactored per learned frame
 
-	mean  []float64 // C
-	cov   []float64 // per group g of size m_g: lower triangle of S_g, packed by rows at off[g] (i(i+1)/2 + j)
-	chol  []float64 // same layout: L⁻¹ for the Cholesky factor L of A_g = L Lᵀ; valid when ready[g]
-	tri   []float64 // GroupSize(GroupSize+1)/2 scratch for factor
-	off   []int     // per group, offset into cov and chol
-	inv   []float64 // C, 1/σ_c as of the last factor of c's group (0 for σ_c = 0)
-	ready []bool
+	mean     []float64 // C
+	cov      []float64 // per group g of size m_g: lower triangle of S_g, packed by rows at off[g] (i(i+1)/2 + j)
+	chol     []float64 // same layout: L⁻¹ for the Cholesky factor L of A_g = L Lᵀ; valid when ready[g]
+	tri      []float64 // GroupSize(GroupSize+1)/2 scratch for factor
+	off      []int     // per group, offset into cov and chol
+	inv      []float64 // C, 1/σ_c as of the last factor of c's group (0 for σ_c = 0)
+	ready    []bool
+	factored int // groups with ready set
 
 	dev    []float64 // C, s - m of the last Score
 	z      []float64 // C
@@ -97,12 +98,7 @@ func (b *GateBaseline) Channels() int { return b.c }
 // Ready reports whether every group's covariance has been factored, so that Score returns D rather
 // than 0.
 func (b *GateBaseline) Ready() bool {
-	for _, r := range b.ready {
-		if !r {
-			return false
-		}
-	}
-	return true
+	return b.factored == len(b.ready)
 }
 
 // Frames returns how many frames the baseline has learned (weights aside).
@@ -142,6 +138,7 @@ func (b *GateBaseline) Reset() {
 	clear(b.cov)
 	clear(b.chol)
 	clear(b.ready)
+	b.factored = 0
 	clear(b.z)
 	clear(b.inv)
 }
@@ -168,8 +165,13 @@ func (b *GateBaseline) Score(s []float32) (float64, error) {
 		return 0, nil
 	}
 	var total float64
+	g0 := 0 // groups before g0 are done: with groups of 8, once all are factored, every full group
+	if b.group == 8 && b.Ready() {
+		g0 = b.c / 8
+		total = scoreGroups8(total, b.chol[:36*g0], b.dev[:8*g0], b.z[:8*g0], b.inv[:8*g0])
+	}
 	complete := true
-	for g := range b.off {
+	for g := g0; g < len(b.off); g++ {
 		m, o, c0 := b.size(g), b.off[g], g*b.group
 		d := b.dev[c0 : c0+m]
 		z, inv := b.z[c0:c0+m], b.inv[c0:c0+m]
@@ -180,12 +182,7 @@ func (b *GateBaseline) Score(s []float32) (float64, error) {
 			complete = false
 			continue
 		}
-		l := b.chol[o : o+m*(m+1)/2]
-		if m == 8 {
-			total = scoreGroup8(total, l, d, z, inv)
-		} else {
-			total = scoreGroup(total, l, d, z, inv)
-		}
+		total = scoreGroup(total, b.chol[o:o+m*(m+1)/2], d, z, inv)
 	}
 	if !complete {
 		return 0, nil
@@ -217,15 +214,14 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 	// one multiply-add per element instead of rescaling every element every frame.
 	f := a / b.scale
 	b.scale *= 1 - a
-	for g := range b.off {
+	g0 := 0 // groups before g0 are done: with groups of 8, every full group
+	if b.group == 8 {
+		g0 = b.c / 8
+		learnGroups8(a, f, b.mean[:8*g0], b.cov[:36*g0], b.dev[:8*g0])
+	}
+	for g := g0; g < len(b.off); g++ {
 		m, o, c0 := b.size(g), b.off[g], g*b.group
-		d, mean := b.dev[c0:c0+m], b.mean[c0:c0+m]
-		cov := b.cov[o : o+m*(m+1)/2]
-		if m == 8 {
-			learnGroup8(a, f, mean, cov, d)
-		} else {
-			learnGroup(a, f, mean, cov, d)
-		}
+		learnGroup(a, f, b.mean[c0:c0+m], b.cov[o:o+m*(m+1)/2], b.dev[c0:c0+m])
 	}
 	if b.scale < 1e-150 { // renormalize, about every 200000 frames at Memory 600
 		for i := range b.cov {
@@ -241,8 +237,8 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 
 // scoreGroup sets one group's z-scores z_i = d_i inv_i and returns total + Σ_i y_i² for y = L⁻¹ d, with
 // l the group's packed inverse factor (m(m+1)/2 values for m = len(d)), adding the y_i² in row order.
-// Each y_i sums its even and its odd terms separately, then adds the two. scoreGroup8 is the same for
-// m = 8, unrolled, and must give the same result.
+// Each y_i sums its even and its odd terms separately, then adds the two. scoreGroups8 is the same for
+// groups of 8, unrolled, and must give the same result.
 func scoreGroup(total float64, l, d, z, inv []float64) float64 {
 	z, inv = z[:len(d)], inv[:len(d)]
 	for i, x := range d {
@@ -268,7 +264,7 @@ func scoreGroup(total float64, l, d, z, inv []float64) float64 {
 }
 
 // learnGroup adds a d to one group's mean and f d dᵀ to its packed covariance cov (m(m+1)/2 values for
-// m = len(d)). learnGroup8 is the same for m = 8, unrolled.
+// m = len(d)). learnGroups8 is the same for groups of 8, unrolled.
 func learnGroup(a, f float64, mean, cov, d []float64) {
 	mean = mean[:len(d)]
 	for i, di := range d {
@@ -312,7 +308,10 @@ func (b *GateBaseline) factor(g int) {
 	} else {
 		invertCholesky(m, cov, l, t, scale, keep, ridge)
 	}
-	b.ready[g] = true
+	if !b.ready[g] {
+		b.ready[g] = true
+		b.factored++
+	}
 }
 
 // invertCholesky factors A = L Lᵀ into the scratch t, A_ij = scale cov_ij times keep off the diagonal,

@@ -32,8 +32,8 @@ func randomSlice(rng *rand.Rand, n int) []float64 {
 	return s
 }
 
-// The unrolled group-of-8 kernels give what the general loops give, and the general loops what the
-// plain formulas give, on random data with values spread over several orders of magnitude.
+// The general group loops give what the plain formulas give, on random data with values spread over
+// several orders of magnitude.
 func TestGroupKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 3))
 	for _, m := range []int{1, 2, 3, 4, 5, 7, 8, 9, 12, 16} {
@@ -71,30 +71,47 @@ func TestGroupKernels(t *testing.T) {
 					t.Fatalf("m=%d trial %d: learnGroup cov[%d] = %v, want %v", m, trial, i, cov[i], wantCov[i])
 				}
 			}
-			if m != 8 {
-				continue
+
+		}
+	}
+}
+
+// The unrolled kernels for runs of groups of 8 give what the general loops give group by group, on
+// random data with values spread over several orders of magnitude.
+func TestGroups8Kernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 3))
+	for _, groups := range []int{1, 2, 5} {
+		for trial := range 200 {
+			l, d, inv := randomSlice(rng, 36*groups), randomSlice(rng, 8*groups), randomSlice(rng, 8*groups)
+			start := rng.NormFloat64()
+			z, z8 := make([]float64, 8*groups), make([]float64, 8*groups)
+			want := start
+			for g := range groups {
+				want = scoreGroup(want, l[36*g:36*g+36], d[8*g:8*g+8], z[8*g:8*g+8], inv[8*g:8*g+8])
 			}
-			z8 := make([]float64, m)
-			if got8 := scoreGroup8(start, l, d, z8, inv); !closeTo(got8, got) {
-				t.Fatalf("trial %d: scoreGroup8 %v, scoreGroup %v", trial, got8, got)
+			if got := scoreGroups8(start, l, d, z8, inv); !closeTo(got, want) {
+				t.Fatalf("%d groups, trial %d: scoreGroups8 %v, scoreGroup %v", groups, trial, got, want)
 			}
 			for i := range z8 {
 				if z8[i] != z[i] {
-					t.Fatalf("trial %d: scoreGroup8 z[%d] = %v, scoreGroup %v", trial, i, z8[i], z[i])
+					t.Fatalf("%d groups, trial %d: scoreGroups8 z[%d] = %v, scoreGroup %v", groups, trial, i, z8[i], z[i])
 				}
 			}
-			mean8, cov8 := randomSlice(rng, m), randomSlice(rng, n)
-			mean, cov = append(mean[:0], mean8...), append(cov[:0], cov8...)
-			learnGroup8(a, f, mean8, cov8, d)
-			learnGroup(a, f, mean, cov, d)
+			a, f := rng.Float64(), rng.Float64()
+			mean, cov := randomSlice(rng, 8*groups), randomSlice(rng, 36*groups)
+			mean8, cov8 := append([]float64(nil), mean...), append([]float64(nil), cov...)
+			for g := range groups {
+				learnGroup(a, f, mean[8*g:8*g+8], cov[36*g:36*g+36], d[8*g:8*g+8])
+			}
+			learnGroups8(a, f, mean8, cov8, d)
 			for i := range mean {
 				if !closeTo(mean8[i], mean[i]) {
-					t.Fatalf("trial %d: learnGroup8 mean[%d] = %v, learnGroup %v", trial, i, mean8[i], mean[i])
+					t.Fatalf("%d groups, trial %d: learnGroups8 mean[%d] = %v, learnGroup %v", groups, trial, i, mean8[i], mean[i])
 				}
 			}
 			for i := range cov {
 				if !closeTo(cov8[i], cov[i]) {
-					t.Fatalf("trial %d: learnGroup8 cov[%d] = %v, learnGroup %v", trial, i, cov8[i], cov[i])
+					t.Fatalf("%d groups, trial %d: learnGroups8 cov[%d] = %v, learnGroup %v", groups, trial, i, cov8[i], cov[i])
 				}
 			}
 		}
