@@ -165,7 +165,9 @@ func (b *GateBaseline) Score(s []float32) (float64, error) {
 		return 0, nil
 	}
 	var total float64
-	g0 := 0 // groups before g0 are done: with groups of 8, once all are factored, every full group
+	// With groups of 8 and every group factored, the unrolled kernel scores all full groups (all but a
+	// smaller last one); the loop does the groups from g0 on.
+	g0 := 0
 	if b.group == 8 && b.Ready() {
 		g0 = b.c / 8
 		total = scoreGroups8(total, b.chol[:36*g0], b.dev[:8*g0], b.z[:8*g0], b.inv[:8*g0])
@@ -214,7 +216,8 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 	// one multiply-add per element instead of rescaling every element every frame.
 	f := a / b.scale
 	b.scale *= 1 - a
-	g0 := 0 // groups before g0 are done: with groups of 8, every full group
+	// With groups of 8 the unrolled kernel updates all full groups; the loop does the groups from g0 on.
+	g0 := 0
 	if b.group == 8 {
 		g0 = b.c / 8
 		learnGroups8(a, f, b.mean[:8*g0], b.cov[:36*g0], b.dev[:8*g0])
@@ -236,8 +239,9 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 }
 
 // scoreGroup sets one group's z-scores z_i = d_i inv_i and returns total + Σ_i y_i² for y = L⁻¹ d, with
-// l the group's packed inverse factor (m(m+1)/2 values for m = len(d)), adding the y_i² in row order.
-// Each y_i sums its even and its odd terms separately, then adds the two. scoreGroups8 is the same for
+// l the group's packed inverse factor (m(m+1)/2 values for m = len(d)), adding the y_i² in row order:
+// with the stored inverse factor every y_i is an independent dot product (a forward substitution would
+// chain them), and dᵀ A⁻¹ d = |y|². Each y_i sums its even and its odd terms separately, then adds the two. scoreGroups8 is the same for
 // groups of 8, unrolled, and must give the same result.
 func scoreGroup(total float64, l, d, z, inv []float64) float64 {
 	z, inv = z[:len(d)], inv[:len(d)]

@@ -378,9 +378,10 @@ func topMoved(dst []MovedChannel, b *GateBaseline, k int) []MovedChannel {
 	}
 	floor := -1.0 // z² of the smallest kept entry once dst is full
 	for c, z := range b.z {
-		if z*z > floor {
-			dst, floor = insertMoved(dst, k, c, z)
+		if z*z <= floor {
+			continue
 		}
+		dst, floor = insertMoved(dst, k, c, z)
 	}
 	return dst
 }
