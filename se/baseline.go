@@ -41,13 +41,14 @@ type GateBaseline struct {
 	next      int     // next group to refactor
 	perUpdate int     // groups refactored per learned frame
 
-	mean  []float64 // C
-	cov   []float64 // per group g of size m_g: lower triangle of S_g, packed by rows at off[g] (i(i+1)/2 + j)
-	chol  []float64 // same layout: L⁻¹ for the Cholesky factor L of A_g = L Lᵀ; valid when ready[g]
-	tri   []float64 // GroupSize(GroupSize+1)/2 scratch for factor
-	off   []int     // per group, offset into cov and chol
-	inv   []float64 // C, 1/σ_c as of the last factor of c's group (0 for σ_c = 0)
-	ready []bool
+	mean     []float64 // C
+	cov      []float64 // per group g of size m_g: lower triangle of S_g, packed by rows at off[g] (i(i+1)/2 + j)
+	chol     []float64 // same layout: L⁻¹ for the Cholesky factor L of A_g = L Lᵀ; valid when ready[g]
+	tri      []float64 // GroupSize(GroupSize+1)/2 scratch for factor
+	off      []int     // per group, offset into cov and chol
+	inv      []float64 // C, 1/σ_c as of the last factor of c's group (0 for σ_c = 0)
+	ready    []bool
+	factored int // groups with ready set
 
 	dev    []float64 // C, s - m of the last Score
 	z      []float64 // C
@@ -97,12 +98,7 @@ func (b *GateBaseline) Channels() int { return b.c }
 // Ready reports whether every group's covariance has been factored, so that Score returns D rather
 // than 0.
 func (b *GateBaseline) Ready() bool {
-	for _, r := range b.ready {
-		if !r {
-			return false
-		}
-	}
-	return true
+	return b.factored == len(b.ready)
 }
 
 // Frames returns how many frames the baseline has learned (weights aside).
@@ -142,6 +138,7 @@ func (b *GateBaseline) Reset() {
 	clear(b.cov)
 	clear(b.chol)
 	clear(b.ready)
+	b.factored = 0
 	clear(b.z)
 	clear(b.inv)
 }
@@ -168,37 +165,26 @@ func (b *GateBaseline) Score(s []float32) (float64, error) {
 		return 0, nil
 	}
 	var total float64
+	// With groups of 8 and every group factored, the unrolled kernel scores all full groups (all but a
+	// smaller last one); the loop does the groups from g0 on.
+	g0 := 0
+	if b.group == 8 && b.Ready() {
+		g0 = b.c / 8
+		total = scoreGroups8(total, b.chol[:36*g0], b.dev[:8*g0], b.z[:8*g0], b.inv[:8*g0])
+	}
 	complete := true
-	for g := range b.off {
+	for g := g0; g < len(b.off); g++ {
 		m, o, c0 := b.size(g), b.off[g], g*b.group
 		d := b.dev[c0 : c0+m]
 		z, inv := b.z[c0:c0+m], b.inv[c0:c0+m]
-		for i, x := range d {
-			z[i] = x * inv[i]
-		}
 		if !b.ready[g] {
+			for i, x := range d {
+				z[i] = x * inv[i]
+			}
 			complete = false
 			continue
 		}
-		// y = L⁻¹ d with the stored inverse factor: every y_i is an independent dot product (a forward
-		// substitution would chain them); d' A⁻¹ d = |y|².
-		l := b.chol[o : o+m*(m+1)/2]
-		for i := range m {
-			r0 := i * (i + 1) / 2
-			row := l[r0 : r0+i+1]
-			di := d[:len(row)]
-			var a0, a1 float64
-			j := 0
-			for ; j+2 <= len(row); j += 2 {
-				a0 += row[j] * di[j]
-				a1 += row[j+1] * di[j+1]
-			}
-			if j < len(row) {
-				a0 += row[j] * di[j]
-			}
-			y := a0 + a1
-			total += y * y
-		}
+		total = scoreGroup(total, b.chol[o:o+m*(m+1)/2], d, z, inv)
 	}
 	if !complete {
 		return 0, nil
@@ -230,22 +216,15 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 	// one multiply-add per element instead of rescaling every element every frame.
 	f := a / b.scale
 	b.scale *= 1 - a
-	mean := b.mean
-	for g := range b.off {
+	// With groups of 8 the unrolled kernel updates all full groups; the loop does the groups from g0 on.
+	g0 := 0
+	if b.group == 8 {
+		g0 = b.c / 8
+		learnGroups8(a, f, b.mean[:8*g0], b.cov[:36*g0], b.dev[:8*g0])
+	}
+	for g := g0; g < len(b.off); g++ {
 		m, o, c0 := b.size(g), b.off[g], g*b.group
-		d := b.dev[c0 : c0+m]
-		mg := mean[c0 : c0+m]
-		cov := b.cov[o : o+m*(m+1)/2]
-		for i, di := range d {
-			mg[i] += a * di
-			r0 := i * (i + 1) / 2
-			row := cov[r0 : r0+i+1]
-			dj := d[:len(row)]
-			add := f * di
-			for j, x := range dj {
-				row[j] += add * x
-			}
-		}
+		learnGroup(a, f, b.mean[c0:c0+m], b.cov[o:o+m*(m+1)/2], b.dev[c0:c0+m])
 	}
 	if b.scale < 1e-150 { // renormalize, about every 200000 frames at Memory 600
 		for i := range b.cov {
@@ -259,57 +238,119 @@ func (b *GateBaseline) Learn(w float64, s []float32) {
 	}
 }
 
+// scoreGroup sets one group's z-scores z_i = d_i inv_i and returns total + Σ_i y_i² for y = L⁻¹ d, with
+// l the group's packed inverse factor (m(m+1)/2 values for m = len(d)), adding the y_i² in row order:
+// with the stored inverse factor every y_i is an independent dot product (a forward substitution would
+// chain them), and dᵀ A⁻¹ d = |y|². Each y_i sums its even and its odd terms separately, then adds the two. scoreGroups8 is the same for
+// groups of 8, unrolled, and must give the same result.
+func scoreGroup(total float64, l, d, z, inv []float64) float64 {
+	z, inv = z[:len(d)], inv[:len(d)]
+	for i, x := range d {
+		z[i] = x * inv[i]
+	}
+	for i := range d {
+		r0 := i * (i + 1) / 2
+		row := l[r0 : r0+i+1]
+		di := d[:len(row)]
+		var a0, a1 float64
+		j := 0
+		for ; j+2 <= len(row); j += 2 {
+			a0 += row[j] * di[j]
+			a1 += row[j+1] * di[j+1]
+		}
+		if j < len(row) {
+			a0 += row[j] * di[j]
+		}
+		y := a0 + a1
+		total += y * y
+	}
+	return total
+}
+
+// learnGroup adds a d to one group's mean and f d dᵀ to its packed covariance cov (m(m+1)/2 values for
+// m = len(d)). learnGroups8 is the same for groups of 8, unrolled.
+func learnGroup(a, f float64, mean, cov, d []float64) {
+	mean = mean[:len(d)]
+	for i, di := range d {
+		mean[i] += a * di
+		r0 := i * (i + 1) / 2
+		row := cov[r0 : r0+i+1]
+		dj := d[:len(row)]
+		add := f * di
+		for j, x := range dj {
+			row[j] += add * x
+		}
+	}
+}
+
 // factor recomputes the inverse Cholesky factor of group g's shrunk covariance. A covariance that is not
 // positive definite (too few frames, a channel that never moved) gets a small ridge: 1e-6 of its mean
 // variance plus 1e-12, so that the factor always exists.
+//
+// Element (i, j), j <= i, of each packed triangle is at i(i+1)/2 + j; the loops carry the row offsets
+// ri = i(i+1)/2 (and rj, rk) instead of recomputing them.
 func (b *GateBaseline) factor(g int) {
-	m, o := b.size(g), b.off[g]
-	cov, l := b.cov[o:o+m*(m+1)/2], b.chol[o:o+m*(m+1)/2]
-	at := func(i, j int) int { return i*(i+1)/2 + j }
+	m, o, c0 := b.size(g), b.off[g], g*b.group
+	n := m * (m + 1) / 2
+	cov, l, t := b.cov[o:o+n], b.chol[o:o+n], b.tri[:n]
+	inv := b.inv[c0 : c0+m]
+	scale, keep := b.scale, 1-b.shrink
 	var tr float64
-	for i := range m {
-		tr += b.scale * cov[at(i, i)]
+	for i, ri := 0, 0; i < m; ri, i = ri+i+1, i+1 {
+		tr += scale * cov[ri+i]
 	}
 	ridge := 1e-6*tr/float64(m) + 1e-12
-	for i := range m {
-		if v := b.scale * cov[at(i, i)]; v > 0 {
-			b.inv[g*b.group+i] = 1 / math.Sqrt(v)
+	for i, ri := 0, 0; i < m; ri, i = ri+i+1, i+1 {
+		if v := scale * cov[ri+i]; v > 0 {
+			inv[i] = 1 / math.Sqrt(v)
 		} else {
-			b.inv[g*b.group+i] = 0
+			inv[i] = 0
 		}
 	}
-	// Cholesky A = L Lᵀ into the scratch t, then its inverse M = L⁻¹ (lower triangular) into chol.
-	t := b.tri[:m*(m+1)/2]
-	for i := range m {
-		for j := 0; j <= i; j++ {
-			a := b.scale * cov[at(i, j)]
-			if i != j {
-				a *= 1 - b.shrink
-			} else {
-				a += ridge
-			}
-			for k := range j {
-				a -= t[at(i, k)] * t[at(j, k)]
-			}
-			if i == j {
-				if a <= 0 {
-					a = ridge
-				}
-				t[at(i, i)] = math.Sqrt(a)
-			} else {
-				t[at(i, j)] = a / t[at(j, j)]
-			}
-		}
+	if m == 8 {
+		invertCholesky8(cov, l, scale, keep, ridge)
+	} else {
+		invertCholesky(m, cov, l, t, scale, keep, ridge)
 	}
-	for j := range m {
-		l[at(j, j)] = 1 / t[at(j, j)]
-		for i := j + 1; i < m; i++ {
+	if !b.ready[g] {
+		b.ready[g] = true
+		b.factored++
+	}
+}
+
+// invertCholesky factors A = L Lᵀ into the scratch t, A_ij = scale cov_ij times keep off the diagonal,
+// plus ridge on it (a pivot that is not positive becomes ridge), and writes M = L⁻¹ (lower triangular) into
+// l. cov, l and t are packed triangles of m(m+1)/2 values. invertCholesky8 is the same for m = 8, unrolled,
+// and must give the same result.
+func invertCholesky(m int, cov, l, t []float64, scale, keep, ridge float64) {
+	for i, ri := 0, 0; i < m; ri, i = ri+i+1, i+1 {
+		ti, ci := t[ri:ri+i+1], cov[ri:ri+i+1]
+		for j, rj := 0, 0; j < i; rj, j = rj+j+1, j+1 {
+			a := scale * ci[j] * keep
+			tj := t[rj : rj+j+1]
+			for k, x := range tj[:j] {
+				a -= ti[k] * x
+			}
+			ti[j] = a / tj[j]
+		}
+		a := scale*ci[i] + ridge
+		for _, x := range ti[:i] {
+			a -= x * x
+		}
+		if a <= 0 {
+			a = ridge
+		}
+		ti[i] = math.Sqrt(a)
+	}
+	for j, rj := 0, 0; j < m; rj, j = rj+j+1, j+1 {
+		l[rj+j] = 1 / t[rj+j]
+		for i, ri := j+1, rj+j+1; i < m; ri, i = ri+i+1, i+1 {
+			ti := t[ri : ri+i+1]
 			var a float64
-			for k := j; k < i; k++ {
-				a += t[at(i, k)] * l[at(k, j)]
+			for k, rk := j, rj; k < i; rk, k = rk+k+1, k+1 {
+				a += ti[k] * l[rk+j]
 			}
-			l[at(i, j)] = -a / t[at(i, i)]
+			l[ri+j] = -a / ti[i]
 		}
 	}
-	b.ready[g] = true
 }

@@ -381,25 +381,32 @@ func topMoved(dst []MovedChannel, b *GateBaseline, k int) []MovedChannel {
 		return dst
 	}
 	floor := -1.0 // z² of the smallest kept entry once dst is full
-	zs := b.z
-	for c, z := range zs {
+	for c, z := range b.z {
 		if z*z <= floor {
 			continue
 		}
-		az := math.Abs(z)
-		if len(dst) == k {
-			dst = dst[:k-1]
-		}
-		j := len(dst)
-		for j > 0 && math.Abs(dst[j-1].Z) < az {
-			j--
-		}
-		dst = append(dst, MovedChannel{})
-		copy(dst[j+1:], dst[j:])
-		dst[j] = MovedChannel{Channel: c, Z: z}
-		if len(dst) == k {
-			floor = dst[k-1].Z * dst[k-1].Z
-		}
+		dst, floor = insertMoved(dst, k, c, z)
 	}
 	return dst
+}
+
+// insertMoved inserts channel c with score z into dst (sorted as topMoved leaves it, at most k entries),
+// dropping the smallest entry when dst is full, and returns dst and the new floor: the smallest kept z²
+// once dst holds k entries, -1 before. Kept apart from topMoved's scan, which on most channels only
+// compares, so that the scan's loop stays small.
+func insertMoved(dst []MovedChannel, k, c int, z float64) ([]MovedChannel, float64) {
+	az := math.Abs(z)
+	if len(dst) < k {
+		dst = append(dst, MovedChannel{})
+	}
+	j := len(dst) - 1
+	for j > 0 && math.Abs(dst[j-1].Z) < az {
+		dst[j] = dst[j-1]
+		j--
+	}
+	dst[j] = MovedChannel{Channel: c, Z: z}
+	if len(dst) < k {
+		return dst, -1
+	}
+	return dst, dst[k-1].Z * dst[k-1].Z
 }
