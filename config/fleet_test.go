@@ -60,7 +60,7 @@ func TestFleetValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := cfg.Fleet; f.BucketName() != "sestream_fleet_site1" || f.LeaseTTL != 10*time.Second || f.RenewInterval != 2*time.Second {
+	if f := cfg.Fleet; f.BucketName() != "sestream_fleet_site1" || f.LeaseTTL != 15*time.Second || f.RenewInterval != 2*time.Second {
 		t.Fatalf("fleet defaults: %+v (bucket %s)", f, f.BucketName())
 	}
 }

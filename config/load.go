@@ -101,7 +101,7 @@ func defaults() map[string]any {
 		"fleet.name":                         "default",
 		"fleet.instance":                     "",
 		"fleet.bucket":                       "",
-		"fleet.lease_ttl":                    10 * time.Second,
+		"fleet.lease_ttl":                    15 * time.Second,
 		"fleet.renew_interval":               2 * time.Second,
 		"fleet.max_moves":                    1,
 		"fleet.replicas":                     1,

@@ -93,6 +93,7 @@ type Controller struct {
 	now    func() time.Time
 
 	leases, streams jetstream.KeyValue
+	leaseStream     jetstream.Stream // the lease bucket's stream, to list its keys in one request
 	joined          time.Time
 	memberRev       uint64
 	owned           map[string]*held
@@ -197,7 +198,11 @@ func (c *Controller) bind(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("streams bucket %s: %w", name, err)
 	}
-	c.leases, c.streams = leases, streams
+	ls, err := js.Stream(ctx, "KV_"+c.cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("lease bucket %s: %w", c.cfg.Bucket, err)
+	}
+	c.leases, c.streams, c.leaseStream = leases, streams, ls
 	return nil
 }
 
@@ -326,22 +331,30 @@ func (c *Controller) readDesired(ctx context.Context) {
 	}
 }
 
-// readMembers lists the live members: those whose key has not expired.
+// readMembers lists the live members: those whose key has not expired and was not deleted. The keys come
+// from one stream info request (a key lister would create a consumer every round); each is then read, since
+// a member that left leaves a delete marker until it expires.
 func (c *Controller) readMembers(ctx context.Context) error {
 	octx, cancel := c.op(ctx)
 	defer cancel()
-	kl, err := c.leases.ListKeysFiltered(octx, MemberPrefix+"*")
+	subject := "$KV." + c.cfg.Bucket + "." + MemberPrefix + "*"
+	info, err := c.leaseStream.Info(octx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		return err
 	}
 	members := []string{c.bootID}
-	for k := range kl.Keys() {
-		if id := strings.TrimPrefix(k, MemberPrefix); id != c.bootID {
-			members = append(members, id)
+	for subj := range info.State.Subjects {
+		id := strings.TrimPrefix(subj, "$KV."+c.cfg.Bucket+"."+MemberPrefix)
+		if id == c.bootID {
+			continue
 		}
-	}
-	if octx.Err() != nil {
-		return octx.Err()
+		if _, err := c.leases.Get(octx, MemberPrefix+id); err != nil {
+			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+				continue
+			}
+			return err
+		}
+		members = append(members, id)
 	}
 	sort.Strings(members)
 	c.members = members
