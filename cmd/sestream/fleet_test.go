@@ -23,7 +23,7 @@ import (
 // Fleet test timing: a lease TTL of a few seconds, renewed every second.
 const (
 	fleetTTL   = 15 * time.Second
-	fleetRenew = time.Second
+	fleetRenew = 500 * time.Millisecond
 	fleetFPS   = 12 // the sample video's frame rate; streams are paced at it (realtime)
 )
 
@@ -578,9 +578,71 @@ fleet:
 			t.Errorf("stream %s moved while cam6 was added and removed: %d runs", stream, len(segs))
 		}
 	}
+
+	// 5. SIGTERM one instance: it drains its streams and releases their leases, and the others take them
+	// over within a few renew intervals instead of a lease TTL.
+	termOwners := owners(obs.since(time.Now().Add(-2 * time.Second)))
+	termBoot := ""
+	for _, bs := range termOwners {
+		for b := range bs {
+			if _, ok := perBoot(obs.since(time.Now().Add(-2 * time.Second)))[b]; ok && b != victimBoot {
+				termBoot = b
+			}
+		}
+	}
+	var termStreams []string
+	for stream, bs := range termOwners {
+		if bs[termBoot] > 0 {
+			termStreams = append(termStreams, stream)
+		}
+	}
+	var term *proc
+	for _, p := range insts[1:] {
+		if strings.Contains(readFile(p.log), "boot_id="+termBoot) {
+			term = p
+		}
+	}
+	if term == nil {
+		t.Fatalf("no process logged boot id %s", termBoot)
+	}
+	termAt := time.Now()
+	term.cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, 30*time.Second, fmt.Sprintf("streams %v of the stopped instance published by another", termStreams), func() bool {
+		own := owners(obs.since(termAt))
+		for _, s := range termStreams {
+			if len(own[s]) < 2 {
+				return false
+			}
+		}
+		return true
+	}, logs)
+	for _, h := range handovers(obs.since(termAt.Add(-time.Second))) {
+		if h.from != termBoot {
+			continue
+		}
+		t.Logf("SIGTERM handover: stream %s: gap %s (%.0f frames at %d fps), overlap %d frames", h.stream,
+			h.gap.Round(time.Millisecond), max(0, h.gap.Seconds()*fleetFPS), fleetFPS, h.overlapFrames)
+		if h.gap < -fleetRenew || h.overlapFrames > fleetFPS {
+			t.Errorf("stream %s: handover overlap %s, %d frames", h.stream, -h.gap, h.overlapFrames)
+		}
+	}
+	select {
+	case <-term.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("the instance did not exit within 30 s of SIGTERM")
+	}
+	if code := term.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("SIGTERM: exit code %d, want 0", code)
+	}
+
 	if t.Failed() {
 		t.Log(logs())
 	}
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
 
 func contains(list []string, s string) bool {

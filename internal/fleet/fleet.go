@@ -206,16 +206,28 @@ func (c *Controller) bind(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
-// op bounds one key-value call: a renewal must not wait longer than a renew interval.
+// op bounds one key-value call: by a renew interval, and by the earliest moment a held lease must be given
+// up (so that servers that do not answer cannot hold the round past it: the next renewal then stops the
+// stream in time).
 func (c *Controller) op(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.cfg.RenewInterval)
+	d := c.cfg.RenewInterval
+	for _, h := range c.owned {
+		d = min(d, c.deadline(h).Sub(c.now()))
+	}
+	return context.WithTimeout(ctx, max(d, time.Millisecond))
+}
+
+// deadline is when a lease not renewed since must be given up: a renew interval before the servers may let
+// it expire, which leaves that interval to drain the stream.
+func (c *Controller) deadline(h *held) time.Time {
+	return h.renewed.Add(c.cfg.LeaseTTL - c.cfg.RenewInterval)
 }
 
 // renew is one round: renew membership and leases, read the stream list and the members, give up what this
 // instance must not run, take what is free up to its share, and report.
 func (c *Controller) renew(ctx context.Context) {
-	c.renewMember(ctx)
 	c.renewLeases(ctx)
+	c.renewMember(ctx)
 	c.readDesired(ctx)
 	if err := c.readMembers(ctx); err != nil {
 		c.warn.Warn(c.log, "fleet: cannot list the members; not rebalancing this round", "err", err)
@@ -249,8 +261,9 @@ func (c *Controller) renewMember(ctx context.Context) {
 }
 
 // renewLeases renews every lease held. A lease whose key moved on (another revision: it expired and another
-// instance took it) is lost at once; one that cannot be written is lost once its renewal is overdue by
-// LeaseTTL-RenewInterval, early enough that the stream has stopped before the servers let another take it.
+// instance took it) is lost at once; one that cannot be written is lost at its deadline (LeaseTTL -
+// RenewInterval after the last renewal was sent), early enough that the stream has stopped before the
+// servers let another instance take it.
 func (c *Controller) renewLeases(ctx context.Context) {
 	for _, name := range c.ownedNames() {
 		h := c.owned[name]
@@ -264,7 +277,7 @@ func (c *Controller) renewLeases(ctx context.Context) {
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound):
 			c.log.Warn("fleet: lease lost (it expired and may be held by another instance); stopping the stream", "stream", name, "err", err)
 			c.lose(ctx, name)
-		case c.now().Sub(h.renewed) > c.cfg.LeaseTTL-c.cfg.RenewInterval:
+		case !c.now().Before(c.deadline(h)):
 			c.log.Warn("fleet: lease not renewed in time; stopping the stream before it expires", "stream", name,
 				"renewed_ago", c.now().Sub(h.renewed).Round(time.Millisecond), "err", err)
 			c.lose(ctx, name)

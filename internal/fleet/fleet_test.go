@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +72,61 @@ func (w *world) total() int {
 	return len(w.running)
 }
 
+// proxy forwards TCP connections to a server until frozen; then it forwards nothing and closes nothing, as a
+// network partition does.
+type proxy struct {
+	ln     net.Listener
+	frozen atomic.Bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			t.Cleanup(func() { c.Close(); u.Close() })
+			go p.pipe(c, u)
+			go p.pipe(u, c)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) url() string { return "nats://" + p.ln.Addr().String() }
+
+func (p *proxy) freeze() { p.frozen.Store(true) }
+
+// pipe copies from src to dst until either fails; once frozen it reads and drops.
+func (p *proxy) pipe(src, dst net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if p.frozen.Load() {
+			continue
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
@@ -86,6 +143,7 @@ func startServer(t *testing.T) *server.Server {
 
 type instance struct {
 	c                  *Controller
+	nc                 *nats.Conn
 	cancel, cancelHard context.CancelFunc
 	done               chan struct{}
 }
@@ -101,7 +159,7 @@ func startInstance(t *testing.T, url, id string, cfg Config, w *world) *instance
 	c := New(cfg, nc, id, &fakeRunner{id: id, world: w}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	live, cancel := context.WithCancel(context.Background())
 	hard, cancelHard := context.WithCancel(context.Background())
-	in := &instance{c: c, cancel: cancel, cancelHard: cancelHard, done: make(chan struct{})}
+	in := &instance{c: c, nc: nc, cancel: cancel, cancelHard: cancelHard, done: make(chan struct{})}
 	go func() {
 		defer close(in.done)
 		if err := c.Run(live, hard); err != nil {
@@ -179,9 +237,27 @@ func TestLeases(t *testing.T) {
 		t.Errorf("failover took %s, more than lease TTL + 2 s", took)
 	}
 
-	startInstance(t, s.ClientURL(), "d", cfg, w)
+	px := newProxy(t, s.Addr().String())
+	d := startInstance(t, px.url(), "d", cfg, w)
 	took = waitFor(t, 20*time.Second, "rebalanced onto d", func() bool { return balanced(6, 2)() && w.perInstance()["d"] == 2 })
 	t.Logf("rebalanced in %s: %v", took, w.perInstance())
+
+	// A partition: d's connection goes silent (nothing is forwarded, nothing is closed), so every call of d
+	// times out. It must stop its streams itself before its leases expire (the world fails the test if
+	// another instance starts one while d still runs it), and b and c take them over.
+	cut := time.Now()
+	px.freeze()
+	waitFor(t, 20*time.Second, "d stopped its streams", func() bool { return w.perInstance()["d"] == 0 })
+	stopped := time.Since(cut)
+	took = waitFor(t, 20*time.Second, "six streams on b and c after the partition", balanced(6, 3))
+	t.Logf("partitioned d stopped its streams after %s; b and c run all six after %s", stopped, time.Since(cut))
+	if stopped > cfg.LeaseTTL {
+		t.Errorf("the partitioned instance stopped its streams after %s, later than the lease TTL %s", stopped, cfg.LeaseTTL)
+	}
+	d.cancel()
+	<-d.done
+	startInstance(t, s.ClientURL(), "e", cfg, w)
+	waitFor(t, 20*time.Second, "rebalanced onto e", func() bool { return balanced(6, 2)() && w.perInstance()["e"] == 2 })
 
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
