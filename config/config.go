@@ -208,6 +208,8 @@ type JetStream struct {
 	// MaxPending bounds the publishes awaiting an acknowledgement.
 	MaxPending int           `mapstructure:"max_pending"`
 	AckTimeout time.Duration `mapstructure:"ack_timeout"`
+	// Replicas is the stream's replica count when sestream creates it.
+	Replicas int `mapstructure:"replicas"`
 }
 
 // HTTP is the metrics and health endpoint.

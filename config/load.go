@@ -87,6 +87,7 @@ func defaults() map[string]any {
 		"nats.jetstream.create":              true,
 		"nats.jetstream.max_pending":         natspub.DefaultMaxPending,
 		"nats.jetstream.ack_timeout":         natspub.DefaultAckTimeout,
+		"nats.jetstream.replicas":            1,
 		"nats.buffer":                        natspub.DefaultBufferSize,
 		"nats.require_connect":               false,
 		"http.listen":                        "127.0.0.1:9090",

@@ -86,7 +86,7 @@ const (
 	MaxPending = 1 << 16
 	// MaxMoves bounds fleet.max_moves, in streams per renew interval.
 	MaxMoves = MaxStreams
-	// MaxReplicas bounds fleet.replicas (JetStream's own limit).
+	// MaxReplicas bounds fleet.replicas and nats.jetstream.replicas (JetStream's own limit).
 	MaxReplicas = 5
 )
 
@@ -119,6 +119,7 @@ func Bounds() map[string]Bound {
 		"attention.top_k":            {1, MaxTopK, ""},
 		"nats.buffer":                {1, MaxNATSBuffer, ""},
 		"nats.jetstream.max_pending": {1, MaxPending, ""},
+		"nats.jetstream.replicas":    {1, MaxReplicas, ""},
 		"fleet.max_moves":            {1, MaxMoves, ""},
 		"fleet.replicas":             {1, MaxReplicas, ""},
 	}
@@ -284,6 +285,7 @@ func (c *Config) Validate() error {
 		}
 		v.inRange("nats.jetstream.max_pending", n.JetStream.MaxPending)
 		v.durationPositive("nats.jetstream.ack_timeout", n.JetStream.AckTimeout)
+		v.inRange("nats.jetstream.replicas", n.JetStream.Replicas)
 	}
 
 	if c.HTTP.Listen != "" {

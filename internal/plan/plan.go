@@ -276,7 +276,7 @@ func natsOptions(n config.NATS) natspub.Options {
 		CredsFile: n.Creds, NKeySeedFile: n.NKey,
 		TLS: natspub.TLSOptions{CAFile: n.TLS.CA, CertFile: n.TLS.Cert, KeyFile: n.TLS.Key},
 		JetStream: natspub.JetStreamOptions{Enabled: n.JetStream.Enabled, Stream: n.JetStream.Stream, Create: n.JetStream.Create,
-			MaxPending: n.JetStream.MaxPending, AckTimeout: n.JetStream.AckTimeout},
+			MaxPending: n.JetStream.MaxPending, AckTimeout: n.JetStream.AckTimeout, Replicas: n.JetStream.Replicas},
 		BufferSize:        n.Buffer,
 		FailIfUnreachable: n.RequireConnect,
 	}
