@@ -3,7 +3,9 @@ package message
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -22,6 +24,31 @@ func TestFleetStatusSchema(t *testing.T) {
 	schema, err := c.Compile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The example in docs/messages.md, fenced as "json fleet" (it is not one of the per-stream kinds that
+	// TestDocsExamples decodes).
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "messages.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := regexp.MustCompile("(?s)```json fleet\n(.*?)```").FindAllSubmatch(doc, -1)
+	if len(examples) == 0 {
+		t.Error("docs/messages.md has no fleet status example")
+	}
+	for _, ex := range examples {
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(ex[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(v); err != nil {
+			t.Errorf("the fleet example of docs/messages.md does not validate: %v", err)
+		}
+		var st FleetStatus
+		dec := json.NewDecoder(bytes.NewReader(ex[1]))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&st); err != nil || st.Schema != SchemaFleet {
+			t.Errorf("the fleet example of docs/messages.md does not decode into FleetStatus: %v", err)
+		}
 	}
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	good := FleetStatus{Schema: SchemaFleet, Fleet: "site1", Instance: "host-a", BootID: "9f2c4e1a7b3d5c60", Time: now,

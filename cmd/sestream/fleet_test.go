@@ -610,8 +610,8 @@ fleet:
 	waitUntil(t, 30*time.Second, fmt.Sprintf("streams %v of the stopped instance published by another", termStreams), func() bool {
 		own := owners(obs.since(termAt))
 		for _, s := range termStreams {
-			if len(own[s]) < 2 {
-				return false
+			if len(own[s]) == 0 || len(own[s]) == 1 && own[s][termBoot] > 0 {
+				return false // not yet published by another instance
 			}
 		}
 		return true

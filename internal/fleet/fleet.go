@@ -251,6 +251,13 @@ func (c *Controller) renewMember(ctx context.Context) {
 	if c.memberRev == 0 || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		// First round, or the key expired (this instance was cut off for longer than the TTL): join again.
 		rev, err = c.leases.Create(octx, key, data)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			// A renewal of ours was written but its answer lost: take the key over at its revision.
+			var e jetstream.KeyValueEntry
+			if e, err = c.leases.Get(octx, key); err == nil {
+				rev, err = c.leases.Update(octx, key, data, e.Revision())
+			}
+		}
 	}
 	if err != nil {
 		c.warn.Warn(c.log, "fleet: cannot renew membership", "key", key, "err", err)
