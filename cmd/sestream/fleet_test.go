@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -581,29 +582,21 @@ fleet:
 
 	// 5. SIGTERM one instance: it drains its streams and releases their leases, and the others take them
 	// over within a few renew intervals instead of a lease TTL.
-	termOwners := owners(obs.since(time.Now().Add(-2 * time.Second)))
-	termBoot := ""
-	for _, bs := range termOwners {
-		for b := range bs {
-			if _, ok := perBoot(obs.since(time.Now().Add(-2 * time.Second)))[b]; ok && b != victimBoot {
-				termBoot = b
-			}
-		}
+	term := insts[1]
+	m := regexp.MustCompile(`msg=publishing .*boot_id=([0-9a-f]+)`).FindStringSubmatch(readFile(term.log))
+	if m == nil {
+		t.Fatalf("%s logged no boot id", term.name)
 	}
+	termBoot := m[1]
 	var termStreams []string
-	for stream, bs := range termOwners {
+	for stream, bs := range owners(obs.since(time.Now().Add(-2 * time.Second))) {
 		if bs[termBoot] > 0 {
 			termStreams = append(termStreams, stream)
 		}
 	}
-	var term *proc
-	for _, p := range insts[1:] {
-		if strings.Contains(readFile(p.log), "boot_id="+termBoot) {
-			term = p
-		}
-	}
-	if term == nil {
-		t.Fatalf("no process logged boot id %s", termBoot)
+	sort.Strings(termStreams)
+	if len(termStreams) == 0 {
+		t.Fatalf("%s (boot id %s) publishes no stream", term.name, termBoot)
 	}
 	termAt := time.Now()
 	term.cmd.Process.Signal(syscall.SIGTERM)
