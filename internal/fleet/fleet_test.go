@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -285,4 +286,29 @@ func TestLeases(t *testing.T) {
 	if starts != 1 || w.total() != 6 {
 		t.Errorf("s6 started %d times (want 1); %d streams running (want 6)", starts, w.total())
 	}
+}
+
+// TestBucketTTLMismatch: an instance whose lease TTL differs from the bucket's refuses to join, naming both.
+func TestBucketTTLMismatch(t *testing.T) {
+	s := startServer(t)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "fleet_x", TTL: 3 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, running: map[string]string{}, starts: map[string]int{}}
+	c := New(Config{Name: "x", Bucket: "fleet_x", LeaseTTL: 6 * time.Second, RenewInterval: time.Second, MaxMoves: 1, Replicas: 1,
+		Prefix: "sestream", Streams: streams(1)}, nc, "a", &fakeRunner{id: "a", world: w}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = c.Run(ctx, ctx)
+	var be *BucketError
+	if !errors.As(err, &be) || be.TTL != 3*time.Second || be.Want != 6*time.Second {
+		t.Fatalf("Run: %v, want a BucketError naming TTL 3s and 6s", err)
+	}
+	t.Log(err)
 }

@@ -357,7 +357,15 @@ func (s *Supervisor) run() {
 
 	if p.Fleet != nil {
 		ctl := fleet.New(*p.Fleet, s.pub.Conn(), s.bootID, s, s.log)
-		s.goroutine(func() error { return ctl.Run(s.sources, s.hard) })
+		s.goroutine(func() error {
+			err := ctl.Run(s.sources, s.hard)
+			if err != nil {
+				// Without the fleet this instance would run nothing: stop, and let the error say why.
+				s.log.Error("fleet: cannot take part; stopping", "err", err)
+				go s.BeginClose()
+			}
+			return err
+		})
 	}
 
 	// finish: with no push streams (and no fleet) the pipeline ends by itself when every source has ended.
