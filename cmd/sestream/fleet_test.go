@@ -26,6 +26,9 @@ const (
 	fleetTTL   = 15 * time.Second
 	fleetRenew = 500 * time.Millisecond
 	fleetFPS   = 12 // the sample video's frame rate; streams are paced at it (realtime)
+	// overlapBound is the most frames an old owner may publish after the new owner's first: a stream's drain
+	// before its lease is released is bounded by a renew interval.
+	overlapBound = int(fleetFPS * fleetRenew / time.Second)
 )
 
 func freePort(t *testing.T) int {
@@ -531,7 +534,7 @@ fleet:
 		frames := h.gap.Seconds() * fleetFPS
 		t.Logf("handover: stream %s %s -> %s: gap %s (%.0f frames at %d fps), overlap %d frames", h.stream, h.from, h.to,
 			h.gap.Round(time.Millisecond), max(0, frames), fleetFPS, h.overlapFrames)
-		if h.gap < -fleetRenew || h.overlapFrames > fleetFPS {
+		if h.gap < -fleetRenew || h.overlapFrames > overlapBound {
 			t.Errorf("stream %s: handover overlap %s, %d frames: longer than the drain bound (renew interval %s)", h.stream, -h.gap, h.overlapFrames, fleetRenew)
 		}
 	}
@@ -615,7 +618,7 @@ fleet:
 		}
 		t.Logf("SIGTERM handover: stream %s: gap %s (%.0f frames at %d fps), overlap %d frames", h.stream,
 			h.gap.Round(time.Millisecond), max(0, h.gap.Seconds()*fleetFPS), fleetFPS, h.overlapFrames)
-		if h.gap < -fleetRenew || h.overlapFrames > fleetFPS {
+		if h.gap < -fleetRenew || h.overlapFrames > overlapBound {
 			t.Errorf("stream %s: handover overlap %s, %d frames", h.stream, -h.gap, h.overlapFrames)
 		}
 	}
@@ -628,6 +631,19 @@ fleet:
 		t.Errorf("SIGTERM: exit code %d, want 0", code)
 	}
 
+	// Over the whole test: every change of owner, and its overlap.
+	all := handovers(obs.since(time.Time{}))
+	var worstOverlap time.Duration
+	worstFrames := 0
+	for _, h := range all {
+		worstOverlap = max(worstOverlap, -h.gap)
+		worstFrames = max(worstFrames, h.overlapFrames)
+	}
+	t.Logf("whole test: %d changes of owner; largest overlap %s, %d frames (bound: %s, %d frames)", len(all),
+		max(0, worstOverlap).Round(time.Millisecond), worstFrames, fleetRenew, overlapBound)
+	if worstOverlap > fleetRenew || worstFrames > overlapBound {
+		t.Errorf("a handover overlapped by %s, %d frames: more than the drain bound", worstOverlap, worstFrames)
+	}
 	if t.Failed() {
 		t.Log(logs())
 	}
