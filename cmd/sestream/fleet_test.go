@@ -234,19 +234,45 @@ type handover struct {
 	overlapFrames int
 }
 
-// handovers lists every change of owner in ss. Runs of an old owner interleaved with the new one count as
-// overlap.
+// periods splits each stream's sightings into ownership periods: the results of one boot id with no pause
+// longer than a second (a stream's results come every 83 ms).
+func periods(ss []sighting) map[string][]segment {
+	type key struct{ stream, boot string }
+	open := map[key]*segment{}
+	out := map[string][]segment{}
+	for _, s := range ss {
+		k := key{s.stream, s.boot}
+		if p := open[k]; p != nil && s.at.Sub(p.last) <= time.Second {
+			p.last = s.at
+			p.frames++
+			continue
+		}
+		if p := open[k]; p != nil {
+			out[s.stream] = append(out[s.stream], *p)
+		}
+		open[k] = &segment{boot: s.boot, first: s.at, last: s.at, frames: 1}
+	}
+	for k, p := range open {
+		out[k.stream] = append(out[k.stream], *p)
+	}
+	for _, ps := range out {
+		sort.Slice(ps, func(i, j int) bool { return ps[i].first.Before(ps[j].first) })
+	}
+	return out
+}
+
+// handovers lists every change of owner in ss, from one ownership period to the next of another boot id.
 func handovers(ss []sighting) []handover {
 	var out []handover
-	for stream, segs := range segments(ss) {
-		for i := 1; i < len(segs); i++ {
-			prev, cur := segs[i-1], segs[i]
+	for stream, ps := range periods(ss) {
+		for i := 1; i < len(ps); i++ {
+			prev, cur := ps[i-1], ps[i]
 			if prev.boot == cur.boot {
 				continue
 			}
 			h := handover{stream: stream, from: prev.boot, to: cur.boot, gap: cur.first.Sub(prev.last)}
 			for _, s := range ss {
-				if s.stream == stream && s.boot == prev.boot && s.at.After(cur.first) {
+				if s.stream == stream && s.boot == prev.boot && s.at.After(cur.first) && !s.at.After(prev.last) {
 					h.overlapFrames++
 				}
 			}
@@ -410,6 +436,14 @@ fleet:
 			t.Errorf("fleet status: member %s %s holds %v, moves %v; want 2 streams and a status report", m.Instance, m.BootID, m.Streams, m.Moves)
 		}
 	}
+	out.Reset()
+	if code := execute(context.Background(), []string{"fleet", "status", "--nats", urls[1], "--fleet", "t"}, &out, &errOut); code != 0 {
+		t.Fatalf("fleet status: exit %d: %s", code, errOut.String())
+	}
+	t.Logf("sestream fleet status:\n%s", out.String())
+	if text := out.String(); !strings.Contains(text, "fleet t (bucket sestream_fleet_t): 3 members, 6 streams leased") {
+		t.Errorf("fleet status does not say 3 members and 6 leases:\n%s", text)
+	}
 
 	// 1. SIGKILL instance 0: its streams resume on the others within lease TTL + 2 s.
 	before := obs.since(time.Now().Add(-2 * time.Second))
@@ -466,14 +500,25 @@ fleet:
 		}
 		return info.Cluster.Leader
 	}
-	for range 10 {
-		if l := leader(); l != "" && l != nodes[0].name {
+	// First a leader change on its own: the bucket's leader steps down (at least once, until the leader is
+	// not node 0).
+	ownersBefore := owners(obs.since(time.Now().Add(-3 * time.Second)))
+	stepdowns := time.Now()
+	first := leader()
+	for i := range 10 {
+		if l := leader(); i > 0 && l != "" && l != nodes[0].name {
 			break
 		}
 		obsConn.Request("$JS.API.STREAM.LEADER.STEPDOWN.KV_sestream_fleet_t", nil, 5*time.Second)
 		time.Sleep(2 * time.Second)
 	}
 	old := leader()
+	t.Logf("lease bucket leader %s -> %s by step-down", first, old)
+	for stream, segs := range segments(obs.since(stepdowns)) {
+		if len(segs) != 1 || ownersBefore[stream][segs[0].boot] == 0 {
+			t.Errorf("stream %s changed owner while the lease bucket's leader stepped down: %d runs", stream, len(segs))
+		}
+	}
 	var victimNode *natsNode
 	for _, n := range nodes {
 		if n.name == old && n != nodes[0] {
@@ -483,7 +528,6 @@ fleet:
 	if victimNode == nil {
 		t.Fatalf("lease bucket leader %q: want one of n1, n2", old)
 	}
-	ownersBefore := owners(obs.since(time.Now().Add(-3 * time.Second)))
 	nodeKilled := time.Now()
 	victimNode.p.kill()
 	time.Sleep(fleetTTL + 3*time.Second)
@@ -557,8 +601,13 @@ fleet:
 	took = waitUntil(t, 30*time.Second, "cam6 published", func() bool { return len(owners(obs.since(added))["cam6"]) > 0 }, logs)
 	t.Logf("added stream cam6: first result %s after the list was written", took.Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
+	// Remove it by clearing the list: the fleet goes back to the configured six streams.
 	removed := time.Now()
-	set(6)
+	out.Reset()
+	errOut.Reset()
+	if code := execute(context.Background(), []string{"fleet", "streams", "--nats", urls[0], "--fleet", "t", "--clear"}, &out, &errOut); code != 0 {
+		t.Fatalf("fleet streams --clear: exit %d: %s", code, errOut.String())
+	}
 	waitUntil(t, 30*time.Second, "cam6 stopped", func() bool {
 		ss := obs.since(time.Now().Add(-3 * time.Second))
 		return len(owners(ss)["cam6"]) == 0 && time.Since(removed) > 3*time.Second
