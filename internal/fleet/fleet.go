@@ -101,6 +101,7 @@ type Controller struct {
 	desiredRaw      []byte // the streams key as last read; nil while the config's list is used
 	members         []string
 	overTicks       int // consecutive renewals on which this instance held more than its share
+	rounds          int // renewals since joining
 	moves           message.FleetMoves
 	warn            ratelog.Limiter
 }
@@ -413,7 +414,13 @@ func (c *Controller) rebalance(ctx context.Context) {
 			c.owned[name].spec = s
 		}
 	}
+	c.rounds++
 	share := Share(len(c.desired), len(c.members))
+	if c.rounds < 2 {
+		// The first round only announces this instance: instances started together see each other from the
+		// second, instead of the first one taking every stream and then giving most of them back.
+		return
+	}
 	if over := len(c.owned) - share; over > 0 {
 		c.overTicks++
 		if c.overTicks >= 2 {
