@@ -278,11 +278,14 @@ func (c *Controller) renewLeases(ctx context.Context) {
 		sent := c.now()
 		octx, cancel := c.op(ctx)
 		rev, err := c.leases.Update(octx, LeasePrefix+name, c.leaseValue(h.since), h.rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			rev, err = c.renewOwn(octx, name, h)
+		}
 		cancel()
 		switch {
 		case err == nil:
 			h.rev, h.renewed = rev, sent
-		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound):
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
 			c.log.Warn("fleet: lease lost (it expired and may be held by another instance); stopping the stream", "stream", name, "err", err)
 			c.lose(ctx, name)
 		case !c.now().Before(c.deadline(h)):
@@ -293,6 +296,20 @@ func (c *Controller) renewLeases(ctx context.Context) {
 			c.warn.Warn(c.log, "fleet: cannot renew a lease yet; retrying", "stream", name, "err", err)
 		}
 	}
+}
+
+// renewOwn renews a lease whose revision is not the one this instance wrote last, if the lease is still this
+// instance's (a renewal was written but its answer lost); otherwise it returns ErrKeyRevisionMismatch.
+func (c *Controller) renewOwn(ctx context.Context, name string, h *held) (uint64, error) {
+	e, err := c.leases.Get(ctx, LeasePrefix+name)
+	if err != nil {
+		return 0, err
+	}
+	var l Lease
+	if json.Unmarshal(e.Value(), &l) != nil || l.BootID != c.bootID {
+		return 0, jetstream.ErrKeyRevisionMismatch
+	}
+	return c.leases.Update(ctx, LeasePrefix+name, c.leaseValue(h.since), e.Revision())
 }
 
 // lose stops a stream whose lease is gone, without touching the lease.
