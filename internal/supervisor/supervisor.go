@@ -4,7 +4,8 @@
 // Goroutines, who starts them and what ends them (all started by Start, all tracked by Supervisor.wg):
 //
 //	goroutine                 one per      ends when
-//	capture                   stream       its source ends (files) or the sources context is cancelled; closes its queue
+//	capture                   stream       its source ends (files), StopStream, or the sources context is cancelled;
+//	                                       closes its queue
 //	forward                   queue        its queue is closed and drained, or the hard context ends
 //	batcher                   pipeline     the frame channel is closed (by the last forwarder); closes batches
 //	pool (dispatcher,         pipeline     batches is closed and every batch is delivered; closes results
