@@ -224,17 +224,17 @@ func (c *Controller) deadline(h *held) time.Time {
 	return h.renewed.Add(c.cfg.LeaseTTL - c.cfg.RenewInterval)
 }
 
-// renew is one round: renew membership and leases, read the stream list and the members, give up what this
-// instance must not run, take what is free up to its share, and report.
+// renew is one round: renew the leases, read the stream list and the members, give up what this instance
+// must not run, take what is free up to its share, renew membership, and report.
 func (c *Controller) renew(ctx context.Context) {
 	c.renewLeases(ctx)
-	c.renewMember(ctx)
 	c.readDesired(ctx)
 	if err := c.readMembers(ctx); err != nil {
 		c.warn.Warn(c.log, "fleet: cannot list the members; not rebalancing this round", "err", err)
 	} else {
 		c.rebalance(ctx)
 	}
+	c.renewMember(ctx) // last: the member key lists the streams held after this round
 	c.publish()
 }
 
