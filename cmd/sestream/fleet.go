@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/internal/fleet"
@@ -78,8 +79,8 @@ released and lost).`,
 		Use:   "streams",
 		Short: "Print, set or clear the fleet's stream list (streams start and stop at run time)",
 		Long: `streams prints the fleet's stream list held in the bucket <bucket>_streams. With --set FILE it writes
-the list in FILE (a YAML or JSON list of stream entries, as in the streams section of a configuration; it is
-checked first); every instance starts and stops streams to match within a renew interval. With --clear it
+the list in FILE (a YAML or JSON list of stream entries, as in the streams section of a configuration, or a
+configuration file, whose streams section is taken; it is checked first); every instance starts and stops streams to match within a renew interval. With --clear it
 deletes the list: the instances go back to the streams of their configuration.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -88,7 +89,7 @@ deletes the list: the instances go back to the streams of their configuration.`,
 		},
 	}
 	flags(streams)
-	streams.Flags().StringVar(&o.set, "set", "", "write the stream list in this YAML or JSON file")
+	streams.Flags().StringVar(&o.set, "set", "", "write the stream list in this YAML or JSON file (a list of streams, or a configuration)")
 	streams.Flags().BoolVar(&o.clear, "clear", false, "delete the stream list (back to each instance's configured streams)")
 	cmd.AddCommand(status, streams)
 	return cmd
@@ -318,6 +319,15 @@ func runFleetStreams(ctx context.Context, o fleetOptions, stdout io.Writer) erro
 			return badInput(fmt.Errorf("--set: %w", err))
 		}
 		list, err := config.ParseStreams(o.set, data)
+		var doc map[string]any
+		if err != nil && yaml.Unmarshal(data, &doc) == nil && doc["streams"] != nil {
+			// A configuration file: its streams section.
+			cfg, cerr := config.Load(config.Options{File: o.set, LookupEnv: func(string) (string, bool) { return "", false }})
+			if cerr != nil {
+				return badInput(cerr)
+			}
+			list, err = cfg.Streams, nil
+		}
 		if err != nil {
 			return badInput(err)
 		}

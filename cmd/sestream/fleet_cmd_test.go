@@ -16,7 +16,9 @@ func TestFleetCommandErrors(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("- {name: cam.1, url: x.mp4}\n"), 0o644)
 	notList := filepath.Join(dir, "map.yaml")
-	os.WriteFile(notList, []byte("streams:\n  - {name: a, url: x.mp4}\n"), 0o644)
+	os.WriteFile(notList, []byte("name: a\nurl: x.mp4\n"), 0o644)
+	badConfig := filepath.Join(dir, "config.yaml")
+	os.WriteFile(badConfig, []byte("workers: 2\nstreams:\n  - {name: a, url: x.mp4, lopo: true}\n"), 0o644)
 	cases := []struct {
 		name string
 		args []string
@@ -28,6 +30,7 @@ func TestFleetCommandErrors(t *testing.T) {
 		{"missing list file", []string{"fleet", "streams", "--set", filepath.Join(dir, "none.yaml")}, exitUsage, "--set"},
 		{"bad stream name", []string{"fleet", "streams", "--set", bad}, exitUsage, bad + "[0].name: stream name \"cam.1\" contains a dot"},
 		{"not a list", []string{"fleet", "streams", "--set", notList}, exitUsage, "must be a list of streams"},
+		{"config file with a bad stream", []string{"fleet", "streams", "--set", badConfig}, exitUsage, "streams[0].lopo: unknown key"},
 		{"set and clear", []string{"fleet", "streams", "--set", bad, "--clear"}, exitUsage, "--set and --clear"},
 		{"no server", []string{"fleet", "status", "--nats", "nats://127.0.0.1:1"}, exitFailure, "nats server nats://127.0.0.1:1"},
 	}
