@@ -286,6 +286,22 @@ func TestLeases(t *testing.T) {
 	if starts != 1 || w.total() != 6 {
 		t.Errorf("s6 started %d times (want 1); %d streams running (want 6)", starts, w.total())
 	}
+
+	// A changed entry (another URL) is started again, on the instance that holds it.
+	w.mu.Lock()
+	owner, before := w.running["s0"], w.starts["s0"]
+	w.mu.Unlock()
+	changed := `[{"name":"s0","url":"y.mp4"},{"name":"s1","url":"x.mp4"},{"name":"s2","url":"x.mp4"},{"name":"s3","url":"x.mp4"},{"name":"s4","url":"x.mp4"},{"name":"s5","url":"x.mp4"}]`
+	if _, err := kv.Put(context.Background(), StreamsKey, []byte(changed)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "s0 started again", func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.starts["s0"] == before+1 })
+	w.mu.Lock()
+	now := w.running["s0"]
+	w.mu.Unlock()
+	if now != owner {
+		t.Errorf("s0 restarted on %s, want its owner %s", now, owner)
+	}
 }
 
 // TestBucketTTLMismatch: an instance whose lease TTL differs from the bucket's refuses to join, naming both.
