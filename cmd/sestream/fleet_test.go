@@ -152,8 +152,8 @@ func startCluster(t *testing.T, bin, dir string) []*natsNode {
 
 // sighting is one result message as the observer received it.
 type sighting struct {
-	stream, boot string
-	at           time.Time
+	stream, boot, seq string
+	at                time.Time
 }
 
 // observer records every result message of the fleet.
@@ -168,7 +168,7 @@ func (o *observer) handle(m *nats.Msg) {
 		return
 	}
 	o.mu.Lock()
-	o.seen = append(o.seen, sighting{stream: parts[0], boot: parts[1], at: time.Now()})
+	o.seen = append(o.seen, sighting{stream: parts[0], boot: parts[1], seq: parts[2], at: time.Now()})
 	o.mu.Unlock()
 }
 
@@ -680,7 +680,18 @@ fleet:
 		t.Errorf("SIGTERM: exit code %d, want 0", code)
 	}
 
-	// Over the whole test: every change of owner, and its overlap.
+	// Over the whole test: no message id twice (a stream started again on an instance continues its
+	// numbering), every change of owner, and its overlap.
+	ids := map[sighting]int{}
+	for _, s := range obs.since(time.Time{}) {
+		s.at = time.Time{}
+		ids[s]++
+	}
+	for id, n := range ids {
+		if n > 1 {
+			t.Errorf("result %s:%s:%s published %d times", id.stream, id.boot, id.seq, n)
+		}
+	}
 	all := handovers(obs.since(time.Time{}))
 	var worstOverlap time.Duration
 	worstFrames := 0

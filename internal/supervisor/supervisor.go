@@ -424,9 +424,11 @@ func (s *Supervisor) startStream(st plan.Stream, index int) {
 	s.running[name] = r
 	s.streamsMu.Unlock()
 	s.states.Set(name, source.StateStarting)
+	// A stream started again continues its frame numbers after the frames its earlier runs captured, so
+	// that its Nats-Msg-Ids (stream, boot id, seq) never repeat within the process.
+	src := &capture.Source{Options: st.Source, SeqBase: s.streamStats(name).Captured}
 	q := pipeline.NewQueue[capture.Frame](name, p.QueueSize, st.Policy, capture.DiscardFrame)
 	s.counters.WatchQueue(name, q)
-	src := &capture.Source{Options: st.Source}
 	s.goroutine(func() error {
 		defer s.eventProducers.done()
 		defer stop()
