@@ -133,7 +133,8 @@ func (bundled) Sample() (string, error) { return FindBundled(BundledSample) }
 // Model returns the loaded model.
 func (p *Pipeline) Model() *model.Model { return p.plan.Model }
 
-// Streams returns the sources the pipeline will run, defaults applied.
+// Streams returns the sources the pipeline will run, defaults applied; none with fleet.enabled (the fleet
+// starts and stops streams at run time).
 func (p *Pipeline) Streams() []source.Options {
 	out := make([]source.Options, len(p.plan.Streams))
 	for i, s := range p.plan.Streams {

@@ -26,6 +26,7 @@ type Config struct {
 	Log       Log       `mapstructure:"log"`
 	Status    Status    `mapstructure:"status"`
 	Shutdown  Shutdown  `mapstructure:"shutdown"`
+	Fleet     Fleet     `mapstructure:"fleet"`
 }
 
 // Stream is one video source.
@@ -207,6 +208,8 @@ type JetStream struct {
 	// MaxPending bounds the publishes awaiting an acknowledgement.
 	MaxPending int           `mapstructure:"max_pending"`
 	AckTimeout time.Duration `mapstructure:"ack_timeout"`
+	// Replicas is the stream's replica count when sestream creates it.
+	Replicas int `mapstructure:"replicas"`
 }
 
 // HTTP is the metrics and health endpoint.
@@ -240,4 +243,28 @@ type Status struct {
 type Shutdown struct {
 	// DrainTimeout is how long in-flight frames may take to finish and be published after a stop is asked.
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+}
+
+// Fleet makes several instances started with the same configuration share its streams over a NATS cluster:
+// each stream runs on exactly one live instance, held by a lease in a JetStream key-value bucket (see
+// docs/operations.md).
+type Fleet struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Name names the fleet: instances with the same name (and NATS servers) share its streams.
+	Name string `mapstructure:"name"`
+	// Instance names this instance in the fleet's status; empty uses the host name. Two live instances may
+	// share a name: leases are held by boot id.
+	Instance string `mapstructure:"instance"`
+	// Bucket is the key-value bucket of leases and members; empty uses "sestream_fleet_<name>". The desired
+	// stream list is kept in the bucket "<bucket>_streams".
+	Bucket string `mapstructure:"bucket"`
+	// LeaseTTL is how long a lease outlives its owner's last renewal: an instance that dies or is cut off
+	// loses its streams after it. It is the bucket's TTL.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
+	// RenewInterval is the period of lease renewal and of rebalancing; at most a third of LeaseTTL.
+	RenewInterval time.Duration `mapstructure:"renew_interval"`
+	// MaxMoves bounds the streams an instance over its fair share gives up per renew interval.
+	MaxMoves int `mapstructure:"max_moves"`
+	// Replicas is the bucket's replica count: 3 on a 3-node cluster, so that leases survive losing a node.
+	Replicas int `mapstructure:"replicas"`
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sestream/sestream/stages/source"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // EnvPrefix is the prefix of environment variables: SESTREAM_BATCH_MAX_SIZE sets batch.max_size.
@@ -86,6 +87,7 @@ func defaults() map[string]any {
 		"nats.jetstream.create":              true,
 		"nats.jetstream.max_pending":         natspub.DefaultMaxPending,
 		"nats.jetstream.ack_timeout":         natspub.DefaultAckTimeout,
+		"nats.jetstream.replicas":            1,
 		"nats.buffer":                        natspub.DefaultBufferSize,
 		"nats.require_connect":               false,
 		"http.listen":                        "127.0.0.1:9090",
@@ -96,6 +98,14 @@ func defaults() map[string]any {
 		"status.interval":                    5 * time.Second,
 		"status.summary":                     false,
 		"shutdown.drain_timeout":             10 * time.Second,
+		"fleet.enabled":                      false,
+		"fleet.name":                         "default",
+		"fleet.instance":                     "",
+		"fleet.bucket":                       "",
+		"fleet.lease_ttl":                    15 * time.Second,
+		"fleet.renew_interval":               2 * time.Second,
+		"fleet.max_moves":                    1,
+		"fleet.replicas":                     1,
 	}
 }
 
@@ -337,3 +347,36 @@ func joinKey(parent, child string) string {
 
 // normalizeKey turns mapstructure's "streams[0].fps" into "streams[0].fps" and drops a leading dot.
 func normalizeKey(k string) string { return strings.TrimPrefix(k, ".") }
+
+// ParseStreams reads a streams list written as YAML or JSON (a list of entries with the keys of the streams
+// section: name, url, loop, ...), gives each entry the stream defaults, and validates it. list names the list
+// in errors ("fleet streams[2].url: ..."); errors are a *Error. A fleet's desired stream list is read with it.
+func ParseStreams(list string, data []byte) ([]Stream, error) {
+	var raw any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, &Error{Fields: []FieldError{{Key: list, Reason: fmt.Sprintf("is not a YAML or JSON list: %v", err)}}}
+	}
+	if _, ok := raw.([]any); !ok {
+		return nil, &Error{Fields: []FieldError{{Key: list, Reason: fmt.Sprintf("must be a list of streams, got %T", raw)}}}
+	}
+	var cfg Config
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		ErrorUnused: true, WeaklyTypedInput: true, Result: &cfg.Streams,
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), wholeNumberHook),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := dec.Decode(raw); err != nil {
+		fields := decodeErrors(err)
+		for i := range fields {
+			fields[i].Key = list + fields[i].Key
+		}
+		return nil, &Error{Fields: fields}
+	}
+	cfg.applyStreamDefaults()
+	if err := ValidateStreams(list, cfg.Streams); err != nil {
+		return nil, err
+	}
+	return cfg.Streams, nil
+}

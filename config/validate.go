@@ -84,6 +84,10 @@ const (
 	MaxNATSBuffer = 1 << 20
 	// MaxPending bounds nats.jetstream.max_pending, in publishes awaiting acknowledgement.
 	MaxPending = 1 << 16
+	// MaxMoves bounds fleet.max_moves, in streams per renew interval.
+	MaxMoves = MaxStreams
+	// MaxReplicas bounds fleet.replicas and nats.jetstream.replicas (JetStream's own limit).
+	MaxReplicas = 5
 )
 
 // Bound is the allowed range of an integer key, both ends included.
@@ -115,6 +119,9 @@ func Bounds() map[string]Bound {
 		"attention.top_k":            {1, MaxTopK, ""},
 		"nats.buffer":                {1, MaxNATSBuffer, ""},
 		"nats.jetstream.max_pending": {1, MaxPending, ""},
+		"nats.jetstream.replicas":    {1, MaxReplicas, ""},
+		"fleet.max_moves":            {1, MaxMoves, ""},
+		"fleet.replicas":             {1, MaxReplicas, ""},
 	}
 	for _, r := range se.MonitorRanges() { // the drift ranges are se's
 		if r.Integer {
@@ -185,35 +192,7 @@ func (c *Config) Validate() error {
 	if len(c.Streams) > MaxStreams {
 		v.add("streams", "has %d streams, at most %d are allowed", len(c.Streams), MaxStreams)
 	}
-	seen := map[string]int{}
-	for i, s := range c.Streams {
-		key := fmt.Sprintf("streams[%d]", i)
-		if err := message.ValidateToken(s.Name); err != nil {
-			v.add(key+".name", "stream %v (a stream name is 1-%d letters, digits, '-' or '_')", err, message.MaxTokenLen)
-		} else if j, dup := seen[s.Name]; dup {
-			v.add(key+".name", "stream name %q is also used by streams[%d]", s.Name, j)
-		} else {
-			seen[s.Name] = i
-		}
-		if strings.TrimSpace(s.URL) == "" {
-			v.add(key+".url", "is empty; give a file, rtsp:// or http(s):// URL, a device or an image directory")
-		} else if _, err := source.Parse(s.URL); err != nil {
-			v.add(key+".url", "%v", err)
-		}
-		if v.finite(key+".fps", s.FPS) && s.FPS < 0 {
-			v.add(key+".fps", "must be 0 (every frame) or positive, got %v", s.FPS)
-		}
-		v.oneOf(key+".transport", s.Transport, "tcp", "udp")
-		if s.Policy != "" {
-			v.oneOf(key+".policy", s.Policy, "block", "drop_oldest", "drop_newest")
-		}
-		v.durationPositive(key+".reconnect.initial", s.Reconnect.Initial)
-		v.durationPositive(key+".reconnect.max", s.Reconnect.Max)
-		if s.Reconnect.Max < s.Reconnect.Initial {
-			v.add(key+".reconnect.max", "(%s) is less than reconnect.initial (%s)", s.Reconnect.Max, s.Reconnect.Initial)
-		}
-		v.durationPositive(key+".stall_timeout", s.StallTimeout)
-	}
+	v.streams("streams", c.Streams)
 
 	v.inRange("queue.size", c.Queue.Size)
 	v.oneOf("queue.policy", c.Queue.Policy, "auto", "block", "drop_oldest", "drop_newest")
@@ -306,6 +285,7 @@ func (c *Config) Validate() error {
 		}
 		v.inRange("nats.jetstream.max_pending", n.JetStream.MaxPending)
 		v.durationPositive("nats.jetstream.ack_timeout", n.JetStream.AckTimeout)
+		v.inRange("nats.jetstream.replicas", n.JetStream.Replicas)
 	}
 
 	if c.HTTP.Listen != "" {
@@ -316,7 +296,55 @@ func (c *Config) Validate() error {
 	v.oneOf("log.format", c.Log.Format, "text", "json")
 	v.durationPositive("status.interval", c.Status.Interval)
 	v.durationPositive("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	c.Fleet.validate(&v, c.NATS)
 
+	if len(v.fields) == 0 {
+		return nil
+	}
+	return &Error{Fields: v.fields}
+}
+
+// streams checks a list of streams whose key path is list ("streams", or where a fleet's list came from).
+func (v *validator) streams(list string, streams []Stream) {
+	seen := map[string]int{}
+	for i, s := range streams {
+		key := fmt.Sprintf("%s[%d]", list, i)
+		if err := message.ValidateToken(s.Name); err != nil {
+			v.add(key+".name", "stream %v (a stream name is 1-%d letters, digits, '-' or '_')", err, message.MaxTokenLen)
+		} else if j, dup := seen[s.Name]; dup {
+			v.add(key+".name", "stream name %q is also used by %s[%d]", s.Name, list, j)
+		} else {
+			seen[s.Name] = i
+		}
+		if strings.TrimSpace(s.URL) == "" {
+			v.add(key+".url", "is empty; give a file, rtsp:// or http(s):// URL, a device or an image directory")
+		} else if _, err := source.Parse(s.URL); err != nil {
+			v.add(key+".url", "%v", err)
+		}
+		if v.finite(key+".fps", s.FPS) && s.FPS < 0 {
+			v.add(key+".fps", "must be 0 (every frame) or positive, got %v", s.FPS)
+		}
+		v.oneOf(key+".transport", s.Transport, "tcp", "udp")
+		if s.Policy != "" {
+			v.oneOf(key+".policy", s.Policy, "block", "drop_oldest", "drop_newest")
+		}
+		v.durationPositive(key+".reconnect.initial", s.Reconnect.Initial)
+		v.durationPositive(key+".reconnect.max", s.Reconnect.Max)
+		if s.Reconnect.Max < s.Reconnect.Initial {
+			v.add(key+".reconnect.max", "(%s) is less than reconnect.initial (%s)", s.Reconnect.Max, s.Reconnect.Initial)
+		}
+		v.durationPositive(key+".stall_timeout", s.StallTimeout)
+	}
+}
+
+// ValidateStreams checks a streams list by the rules of the streams section, naming each bad field under
+// list ("streams[1].url"); a fleet's desired stream list is checked with it.
+func ValidateStreams(list string, streams []Stream) error {
+	v := validator{bounds: Bounds()}
+	if len(streams) > MaxStreams {
+		v.add(list, "has %d streams, at most %d are allowed", len(streams), MaxStreams)
+	}
+	v.streams(list, streams)
 	if len(v.fields) == 0 {
 		return nil
 	}
@@ -349,4 +377,37 @@ func (n NATS) URLs() []string {
 		}
 	}
 	return out
+}
+
+// validate checks the fleet section; with fleet.enabled it needs NATS servers (nats.url) to share.
+func (f Fleet) validate(v *validator, n NATS) {
+	v.inRange("fleet.max_moves", f.MaxMoves)
+	v.inRange("fleet.replicas", f.Replicas)
+	if !f.Enabled {
+		return
+	}
+	if err := message.ValidateToken(f.Name); err != nil {
+		v.add("fleet.name", "fleet %v", err)
+	}
+	if f.Bucket != "" {
+		if err := message.ValidateToken(f.Bucket); err != nil {
+			v.add("fleet.bucket", "bucket %v", err)
+		}
+	}
+	v.durationPositive("fleet.lease_ttl", f.LeaseTTL)
+	v.durationPositive("fleet.renew_interval", f.RenewInterval)
+	if f.RenewInterval > 0 && f.LeaseTTL > 0 && 3*f.RenewInterval > f.LeaseTTL {
+		v.add("fleet.renew_interval", "(%s) must be at most a third of fleet.lease_ttl (%s), so that a lease is renewed twice before a missed renewal can lose it", f.RenewInterval, f.LeaseTTL)
+	}
+	if len(n.URLs()) == 0 {
+		v.add("fleet.enabled", "needs nats.url: the instances of a fleet share a NATS server or cluster with JetStream, not each its own embedded server")
+	}
+}
+
+// BucketName is the fleet's lease bucket: fleet.bucket, or "sestream_fleet_<name>".
+func (f Fleet) BucketName() string {
+	if f.Bucket != "" {
+		return f.Bucket
+	}
+	return "sestream_fleet_" + f.Name
 }

@@ -58,7 +58,7 @@ func sestreamServices(p *types.Project) []types.ServiceConfig {
 
 func TestComposeServices(t *testing.T) {
 	p := loadProject(t)
-	want := []string{"feeder", "grafana", "nats", "prometheus", "rtsp", "sestream", "subscriber"}
+	want := []string{"feeder", "grafana", "nats", "nats-2", "nats-3", "prometheus", "rtsp", "sestream", "sestream-2", "subscriber"}
 	if got := p.ServiceNames(); !slices.Equal(sorted(got), want) {
 		t.Fatalf("services %v, want %v", sorted(got), want)
 	}
@@ -100,16 +100,42 @@ func TestComposeServices(t *testing.T) {
 			}
 		})
 	}
-	// sestream starts only after NATS is healthy and the camera is up.
+	// sestream starts only after every NATS node is healthy and the camera is up.
 	for _, s := range sestreamServices(p) {
-		for _, dep := range []string{"nats", "feeder"} {
+		for _, dep := range []string{"nats", "nats-2", "nats-3", "feeder"} {
 			if s.DependsOn[dep].Condition != types.ServiceConditionHealthy {
 				t.Errorf("%s: depends_on %s: condition %q, want service_healthy", s.Name, dep, s.DependsOn[dep].Condition)
 			}
 		}
 	}
-	if len(sestreamServices(p)) != 1 {
-		t.Errorf("%d services run `sestream run`, want 1", len(sestreamServices(p)))
+	if len(sestreamServices(p)) != 2 {
+		t.Errorf("%d services run `sestream run`, want 2 (a fleet)", len(sestreamServices(p)))
+	}
+}
+
+// TestComposeNATSCluster: the three nats services form one cluster, each routing to the other two, with
+// JetStream and a name of its own.
+func TestComposeNATSCluster(t *testing.T) {
+	p := loadProject(t)
+	nodes := []string{"nats", "nats-2", "nats-3"}
+	for _, name := range nodes {
+		cmd := p.Services[name].Command
+		if !slices.Contains(cmd, "--jetstream") {
+			t.Errorf("%s: no --jetstream in %v", name, cmd)
+		}
+		if got := argAfter(cmd, "--server_name"); got != name {
+			t.Errorf("%s: --server_name %q, want %q", name, got, name)
+		}
+		if got := argAfter(cmd, "--cluster_name"); got != "sestream" {
+			t.Errorf("%s: --cluster_name %q, want sestream", name, got)
+		}
+		routes := strings.Split(argAfter(cmd, "--routes"), ",")
+		for _, other := range nodes {
+			want := "nats://" + other + ":6222"
+			if (other != name) != slices.Contains(routes, want) {
+				t.Errorf("%s: --routes %v: route to %s wrong (want routes to the other two nodes only)", name, routes, other)
+			}
+		}
 	}
 }
 
@@ -248,6 +274,15 @@ func checkPointsAtStack(t *testing.T, p *types.Project, s types.ServiceConfig, c
 	}
 	if !slices.Contains(p.Services["nats"].Command, "--jetstream") {
 		t.Errorf("the nats service does not run with --jetstream: %v", p.Services["nats"].Command)
+	}
+	// Fleet: both instances in one fleet, with every node's URL and three replicas, so that the loss of a
+	// node or an instance stops nothing.
+	if f := cfg.Fleet; !f.Enabled || f.Name != "demo" || f.Replicas != 3 || cfg.NATS.JetStream.Replicas != 3 || len(cfg.NATS.URLs()) != 3 {
+		t.Errorf("fleet %+v, jetstream replicas %d, nats urls %v: want fleet demo with 3 replicas over the 3 nodes",
+			f, cfg.NATS.JetStream.Replicas, cfg.NATS.URLs())
+	}
+	if f := cfg.Fleet; f.Instance != s.Name {
+		t.Errorf("fleet.instance %q, want the service name %q", f.Instance, s.Name)
 	}
 	// HTTP: listening on all interfaces inside the container, on the port the service publishes and
 	// Prometheus scrapes.

@@ -73,9 +73,13 @@ func startPrometheus(t *testing.T, s promSetup) *promServer {
 	for _, sc := range list(cfg["scrape_configs"]) {
 		for _, st := range list(sc.(map[string]any)["static_configs"]) {
 			st := st.(map[string]any)
+			// The stack's second fleet instance (sestream-2) is left out: these tests run one sestream.
 			var targets []any
 			for _, tg := range list(st["targets"]) {
 				addr, ok := s.Targets[tg.(string)]
+				if !ok && tg.(string) == "sestream-2:9090" {
+					continue
+				}
 				if !ok {
 					t.Fatalf("prometheus.yml scrapes %v, which this test does not run", tg)
 				}

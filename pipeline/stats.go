@@ -20,6 +20,9 @@ type StreamCounters struct {
 	published      atomic.Uint64
 	publishDropped atomic.Uint64
 	queue          QueueGauge // nil until WatchQueue
+	// offered and dropped of the queues this stream had before queue (a stream stopped and started again);
+	// guarded by Counters.mu like queue.
+	pastOffered, pastDropped uint64
 }
 
 // QueueGauge is what the counters read from a stream's frame queue. *Queue implements it.
@@ -122,10 +125,15 @@ func (c *Counters) Stream(name string) *StreamCounters {
 	return s
 }
 
-// WatchQueue makes the stream's snapshots count captured and dropped frames, and the depth, from q.
+// WatchQueue makes the stream's snapshots count captured and dropped frames, and the depth, from q. A stream
+// started again with a new queue keeps counting: what its earlier queues counted is added.
 func (c *Counters) WatchQueue(stream string, q QueueGauge) {
 	s := c.Stream(stream)
 	c.mu.Lock()
+	if s.queue != nil {
+		s.pastOffered += s.queue.Offered()
+		s.pastDropped += s.queue.Dropped()
+	}
 	s.queue = q
 	c.mu.Unlock()
 }
@@ -145,7 +153,7 @@ func (c *Counters) Snapshot() []StreamStats {
 		}
 		st.Dropped = st.Cancelled
 		if s.queue != nil {
-			st.Captured, st.Dropped = s.queue.Offered(), s.queue.Dropped()+st.Cancelled
+			st.Captured, st.Dropped = s.pastOffered+s.queue.Offered(), s.pastDropped+s.queue.Dropped()+st.Cancelled
 			st.QueueDepth, st.QueueCap = s.queue.Len(), s.queue.Cap()
 		}
 		out = append(out, st)

@@ -47,3 +47,18 @@ func TestCountersAddUp(t *testing.T) {
 		t.Errorf("other %+v: more ended than captured must not wrap around", o)
 	}
 }
+
+// TestWatchQueueAgain: a stream stopped and started again with a new queue keeps its counts.
+func TestWatchQueueAgain(t *testing.T) {
+	c := NewCounters()
+	q1 := NewQueue[int]("a", 4, Block, nil)
+	c.WatchQueue("a", q1)
+	q1.Push(context.Background(), 1)
+	q1.Push(context.Background(), 2)
+	q2 := NewQueue[int]("a", 4, Block, nil)
+	c.WatchQueue("a", q2)
+	q2.Push(context.Background(), 3)
+	if got := c.Snapshot()[0]; got.Captured != 3 || got.QueueDepth != 1 {
+		t.Fatalf("after a second queue: captured %d, depth %d; want 3, 1", got.Captured, got.QueueDepth)
+	}
+}

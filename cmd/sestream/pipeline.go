@@ -44,7 +44,7 @@ func runPipeline(cmd *cobra.Command, cfg *config.Config, streamFlags []string) e
 			return badInput(fmt.Errorf("--stream %d: %w", i+1, err))
 		}
 	}
-	demo := len(cfg.Streams) == 0
+	demo := len(cfg.Streams) == 0 && !cfg.Fleet.Enabled
 	log := newLogger(cfg.Log, cmd.ErrOrStderr())
 	if cmd.Context().Err() != nil {
 		fmt.Fprintln(cmd.ErrOrStderr(), "sestream: stopped by a signal before the pipeline started; nothing to drain")

@@ -55,6 +55,7 @@ publishing to an embedded NATS server.`,
 		newInspectCmd(),
 		newSubCmd(),
 		newDashboardCmd(),
+		newFleetCmd(),
 	)
 	return root
 }

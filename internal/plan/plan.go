@@ -5,6 +5,7 @@ package plan
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/internal/fleet"
 	"github.com/sestream/sestream/message"
 	"github.com/sestream/sestream/model"
 	"github.com/sestream/sestream/pipeline"
@@ -32,7 +34,21 @@ type InputError struct {
 }
 
 // Error names the configuration key and the problem.
-func (e *InputError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *InputError) Error() string {
+	if e.Key == "" {
+		return e.Err.Error()
+	}
+	return e.Key + ": " + e.Err.Error()
+}
+
+// streamError puts a stream's error from Plan.Stream under the stream's key.
+func streamError(key string, err error) error {
+	var ie *InputError
+	if errors.As(err, &ie) {
+		return &InputError{Key: key + ie.Key, Err: ie.Err}
+	}
+	return &InputError{Key: key, Err: err}
+}
 
 // Unwrap returns the underlying error, so errors.Is sees model and source errors.
 func (e *InputError) Unwrap() error { return e.Err }
@@ -71,6 +87,11 @@ type Plan struct {
 	NATS           natspub.Options
 	StatusInterval time.Duration
 	DrainTimeout   time.Duration
+	// Fleet, when not nil, makes this pipeline one instance of a fleet: Streams is empty at start, and the
+	// fleet starts and stops streams at run time (each resolved by Stream).
+	Fleet *fleet.Config
+
+	queuePolicy string // queue.policy, for streams resolved at run time
 }
 
 // Bundled locates the demo's model and video; the root package supplies it.
@@ -120,9 +141,23 @@ func New(cfg *config.Config, push []string, bundled Bundled) (*Plan, error) {
 		p.Drift = &dc
 	}
 	p.NATS = natsOptions(cfg.NATS)
+	p.queuePolicy = cfg.Queue.Policy
 
 	streams := cfg.Streams
-	if len(streams) == 0 && len(push) == 0 {
+	if f := cfg.Fleet; f.Enabled {
+		for i, s := range streams {
+			if _, err := p.Stream(s); err != nil {
+				return nil, streamError(fmt.Sprintf("streams[%d]", i), err)
+			}
+		}
+		instance := f.Instance
+		if instance == "" {
+			instance, _ = os.Hostname()
+		}
+		p.Fleet = &fleet.Config{Name: f.Name, Instance: instance, Bucket: f.BucketName(), LeaseTTL: f.LeaseTTL,
+			RenewInterval: f.RenewInterval, MaxMoves: f.MaxMoves, Replicas: f.Replicas, Prefix: cfg.NATS.Prefix, Streams: streams}
+		streams = nil
+	} else if len(streams) == 0 && len(push) == 0 {
 		sample, err := bundled.Sample()
 		if err != nil {
 			return nil, &InputError{Key: "streams", Err: fmt.Errorf("no streams configured and the demo video is missing: %w", err)}
@@ -131,26 +166,12 @@ func New(cfg *config.Config, push []string, bundled Bundled) (*Plan, error) {
 	}
 	seen := map[string]bool{}
 	for i, s := range streams {
-		key := fmt.Sprintf("streams[%d]", i)
-		so := source.Options{Name: s.Name, URL: s.URL, FPS: s.FPS, Loop: s.Loop, Realtime: s.Realtime, Transport: s.Transport,
-			ReconnectInitial: s.Reconnect.Initial, ReconnectMax: s.Reconnect.Max, StallTimeout: s.StallTimeout}.WithDefaults()
-		if err := so.Validate(); err != nil {
-			return nil, &InputError{Key: key, Err: err}
-		}
-		spec, err := source.Parse(so.URL)
+		st, err := p.Stream(s)
 		if err != nil {
-			return nil, &InputError{Key: key + ".url", Err: err}
-		}
-		name := cfg.Queue.Policy
-		if s.Policy != "" {
-			name = s.Policy
-		}
-		policy, err := queuePolicy(name, spec.Kind.Live())
-		if err != nil {
-			return nil, &InputError{Key: key + ".policy", Err: err}
+			return nil, streamError(fmt.Sprintf("streams[%d]", i), err)
 		}
 		seen[s.Name] = true
-		p.Streams = append(p.Streams, Stream{Source: so, Kind: spec.Kind, Policy: policy})
+		p.Streams = append(p.Streams, st)
 	}
 	// Frames pushed by a host program are live.
 	if p.PushPolicy, err = queuePolicy(cfg.Queue.Policy, true); err != nil {
@@ -168,6 +189,31 @@ func New(cfg *config.Config, push []string, bundled Bundled) (*Plan, error) {
 		p.Push = append(p.Push, name)
 	}
 	return p, nil
+}
+
+// Stream resolves one configured stream (already validated by config): its source options with defaults, its
+// kind, and its queue policy. New resolves the configured streams with it; a fleet resolves the streams it
+// starts at run time with it. Errors are *InputError whose Key is the field at fault relative to the stream
+// ("", ".url" or ".policy").
+func (p *Plan) Stream(s config.Stream) (Stream, error) {
+	so := source.Options{Name: s.Name, URL: s.URL, FPS: s.FPS, Loop: s.Loop, Realtime: s.Realtime, Transport: s.Transport,
+		ReconnectInitial: s.Reconnect.Initial, ReconnectMax: s.Reconnect.Max, StallTimeout: s.StallTimeout}.WithDefaults()
+	if err := so.Validate(); err != nil {
+		return Stream{}, &InputError{Err: err}
+	}
+	spec, err := source.Parse(so.URL)
+	if err != nil {
+		return Stream{}, &InputError{Key: ".url", Err: err}
+	}
+	name := p.queuePolicy
+	if s.Policy != "" {
+		name = s.Policy
+	}
+	policy, err := queuePolicy(name, spec.Kind.Live())
+	if err != nil {
+		return Stream{}, &InputError{Key: ".policy", Err: err}
+	}
+	return Stream{Source: so, Kind: spec.Kind, Policy: policy}, nil
 }
 
 // queuePolicy parses a queue policy, where auto means drop_oldest for live frames and block for files and
@@ -230,7 +276,7 @@ func natsOptions(n config.NATS) natspub.Options {
 		CredsFile: n.Creds, NKeySeedFile: n.NKey,
 		TLS: natspub.TLSOptions{CAFile: n.TLS.CA, CertFile: n.TLS.Cert, KeyFile: n.TLS.Key},
 		JetStream: natspub.JetStreamOptions{Enabled: n.JetStream.Enabled, Stream: n.JetStream.Stream, Create: n.JetStream.Create,
-			MaxPending: n.JetStream.MaxPending, AckTimeout: n.JetStream.AckTimeout},
+			MaxPending: n.JetStream.MaxPending, AckTimeout: n.JetStream.AckTimeout, Replicas: n.JetStream.Replicas},
 		BufferSize:        n.Buffer,
 		FailIfUnreachable: n.RequireConnect,
 	}

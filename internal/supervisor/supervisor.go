@@ -4,7 +4,8 @@
 // Goroutines, who starts them and what ends them (all started by Start, all tracked by Supervisor.wg):
 //
 //	goroutine                 one per      ends when
-//	capture                   stream       its source ends (files) or the sources context is cancelled; closes its queue
+//	capture                   stream       its source ends (files), StopStream, or the sources context is cancelled;
+//	                                       closes its queue
 //	forward                   queue        its queue is closed and drained, or the hard context ends
 //	batcher                   pipeline     the frame channel is closed (by the last forwarder); closes batches
 //	pool (dispatcher,         pipeline     batches is closed and every batch is delivered; closes results
@@ -12,6 +13,7 @@
 //	sink                      pipeline     results is closed; then closes sideStop
 //	events                    pipeline     the event queue is closed (by the last of capture goroutines and the sink)
 //	heartbeat, summary        pipeline     sideStop is closed
+//	fleet                     pipeline     (fleet mode) the sources context is cancelled and its streams are released
 //	drain timer               Close        the pipeline has drained, or shutdown.drain_timeout passes (cancels hard)
 //	finish                    pipeline     every goroutine above has returned: sends the last status, closes the
 //	                                       publisher, sets the error and closes done
@@ -21,6 +23,10 @@
 // closed, so frames in flight are processed and published. If the drain deadline passes first, the hard
 // context is cancelled and whatever is still in flight is discarded (and counted as dropped). BeginClose logs
 // the streams still opening their source, which capture may wait for up to their abandon_wait.
+//
+// In fleet mode the fleet goroutine starts and stops streams at run time (StartStream, StopStream): each
+// has its own capture and forward goroutines, tracked like the others, and the frame channel stays open
+// until BeginClose even while no stream runs.
 package supervisor
 
 import (
@@ -36,7 +42,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
+	"github.com/sestream/sestream/internal/fleet"
 	"github.com/sestream/sestream/internal/plan"
 	"github.com/sestream/sestream/internal/sink"
 	"github.com/sestream/sestream/message"
@@ -115,6 +123,18 @@ type Supervisor struct {
 	// streamErrs[i] is why plan stream i stopped for good; written by its capture goroutine, read by finish
 	// after the WaitGroup.
 	streamErrs []error
+
+	frames         chan capture.Frame // batcher input; closed by the last forwarder (or by BeginClose)
+	forwarders     *producers         // of frames; in fleet mode BeginClose holds one more
+	eventProducers *producers         // of the event queue: capture goroutines and the sink
+	streamsMu      sync.Mutex         // guards running
+	running        map[string]*runningStream
+}
+
+// runningStream is a captured stream as far as stopping it goes.
+type runningStream struct {
+	stop      context.CancelFunc // ends its capture goroutine
+	forwarded chan struct{}      // closed when its forwarder has handed the last frame to the batcher
 }
 
 // pusher is one push stream: frames come from the host program through Push.
@@ -148,6 +168,9 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (_ *Supervisor, err 
 	}()
 	for _, st := range p.Streams {
 		s.states.Set(st.Source.Name, source.StateStarting)
+	}
+	if p.Fleet != nil && opts.NoNATS {
+		return nil, fmt.Errorf("fleet %s: a fleet shares its streams over NATS; it cannot run without NATS", p.Fleet.Name)
 	}
 	if err := s.connect(ctx); err != nil {
 		return nil, err
@@ -238,18 +261,39 @@ func (s *Supervisor) goroutine(fn func() error) {
 	}()
 }
 
-// countdown runs last once n calls of done have been made: the last of several producers closes their
-// shared output.
-func countdown(n int, last func()) (done func()) {
-	var left atomic.Int32
-	left.Store(int32(n))
+// producers counts the producers of a shared output: the last one to be done runs last (which closes the
+// output), once. A producer can join while at least one other is still producing.
+type producers struct {
+	mu   sync.Mutex
+	n    int
+	last func()
+}
+
+// newProducers starts with n producers; with none, last runs at once.
+func newProducers(n int, last func()) *producers {
 	if n == 0 {
 		last()
 	}
-	return func() {
-		if left.Add(-1) == 0 {
-			last()
-		}
+	return &producers{n: n, last: last}
+}
+
+// add joins one producer; false when the output is already closed.
+func (p *producers) add() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == 0 {
+		return false
+	}
+	p.n++
+	return true
+}
+
+// done is called once by each producer when it is finished.
+func (p *producers) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n--; p.n == 0 {
+		p.last()
 	}
 }
 
@@ -268,66 +312,36 @@ func (s *Supervisor) run() {
 		sink.Deps{Publisher: framePub, Counters: s.counters, Events: s.events, Metrics: s.opts.Metrics, OnFrame: s.opts.OnFrame, Log: s.log})
 
 	// The event queue ends once every capture goroutine and the sink are done with it.
-	eventProducerDone := countdown(len(p.Streams)+1, s.events.Close)
+	s.eventProducers = newProducers(len(p.Streams)+1, s.events.Close)
 	s.goroutine(func() error { s.events.Run(s.hard, eventPub); return nil })
 
-	frames := make(chan capture.Frame) // batcher input; closed by the last forwarder
-	forwarderDone := countdown(len(p.Streams)+len(p.Push), func() { close(frames) })
-	forward := func(q *pipeline.Queue[capture.Frame]) {
-		counters := s.counters.Stream(q.Name())
-		s.goroutine(func() error {
-			defer forwarderDone()
-			for f := range q.C() {
-				select {
-				case frames <- f:
-				case <-s.hard.Done():
-					counters.Cancelled(1)
-					f.Mat.Close()
-				}
-			}
-			return nil
-		})
+	s.frames = make(chan capture.Frame)
+	hold := 0
+	if p.Fleet != nil {
+		hold = 1 // released by BeginClose: streams come and go until then
 	}
+	s.forwarders = newProducers(len(p.Streams)+len(p.Push)+hold, func() { close(s.frames) })
+	s.running = map[string]*runningStream{}
 	s.streamErrs = make([]error, len(p.Streams))
 	for i, st := range p.Streams {
-		q := pipeline.NewQueue[capture.Frame](st.Source.Name, p.QueueSize, st.Policy, capture.DiscardFrame)
-		s.counters.WatchQueue(st.Source.Name, q)
-		src := &capture.Source{Options: st.Source}
-		s.goroutine(func() error {
-			defer eventProducerDone()
-			err := src.Run(s.sources, q, func(e source.Event) {
-				s.states.Set(e.Stream, source.StateAfter(e.Kind, st.Kind))
-				if e.Kind == message.EventReconnected && s.opts.Metrics != nil {
-					s.opts.Metrics.SourceReconnect(e.Stream)
-				}
-				s.events.Source(e)
-			})
-			if err != nil && !errors.Is(err, context.Canceled) {
-				s.streamErrs[i] = err
-				s.states.Set(st.Source.Name, source.StateFailed)
-				s.log.Error("stream stopped", "stream", st.Source.Name, "err", err)
-			}
-			return nil // one stream's failure is that stream's; the others go on
-		})
-		forward(q)
-		s.log.Info("stream", "name", st.Source.Name, "policy", st.Policy.String(), "queue", p.QueueSize)
+		s.startStream(st, i)
 	}
 	for _, name := range p.Push {
 		ps := &pusher{name: name, queue: pipeline.NewQueue[capture.Frame](name, p.QueueSize, p.PushPolicy, capture.DiscardFrame)}
 		s.pushers[name] = ps
 		s.counters.WatchQueue(name, ps.queue)
 		s.states.Set(name, source.StateRunning)
-		forward(ps.queue)
+		s.forward(ps.queue, nil)
 	}
 
 	batches := make(chan *pipeline.Batch[capture.Frame]) // closed by the batcher
-	s.goroutine(func() error { return s.batcher.Run(s.hard, frames, batches, s.cancelFrame) })
+	s.goroutine(func() error { return s.batcher.Run(s.hard, s.frames, batches, s.cancelFrame) })
 	results := make(chan *infer.BatchResult) // closed by the pool
 	s.goroutine(func() error { return s.pool.Run(s.hard, batches, results) })
 
 	sideStop := make(chan struct{}) // closed by the sink goroutine once every result is handled
 	s.goroutine(func() error {
-		defer eventProducerDone()
+		defer s.eventProducers.done()
 		defer close(sideStop)
 		for res := range results {
 			s.sink.Handle(s.hard, res)
@@ -342,7 +356,20 @@ func (s *Supervisor) run() {
 		s.goroutine(func() error { summary.Run(sideStop); return nil })
 	}
 
-	// finish: with no push streams the pipeline ends by itself when every source has ended.
+	if p.Fleet != nil {
+		ctl := fleet.New(*p.Fleet, s.pub.Conn(), s.bootID, s, s.log)
+		s.goroutine(func() error {
+			err := ctl.Run(s.sources, s.hard)
+			if err != nil {
+				// Without the fleet this instance would run nothing: stop, and let the error say why.
+				s.log.Error("fleet: cannot take part; stopping", "err", err)
+				go s.BeginClose()
+			}
+			return err
+		})
+	}
+
+	// finish: with no push streams (and no fleet) the pipeline ends by itself when every source has ended.
 	go func() {
 		s.wg.Wait()
 		s.countLost()
@@ -363,6 +390,139 @@ func (s *Supervisor) run() {
 		s.hardCancel()
 		close(s.done)
 	}()
+}
+
+// forward starts the goroutine that moves q's frames into the batcher input; it closes forwarded (when not
+// nil) once q is closed and drained. The caller has counted it in s.forwarders.
+func (s *Supervisor) forward(q *pipeline.Queue[capture.Frame], forwarded chan struct{}) {
+	counters := s.counters.Stream(q.Name())
+	s.goroutine(func() error {
+		defer s.forwarders.done()
+		if forwarded != nil {
+			defer close(forwarded)
+		}
+		for f := range q.C() {
+			select {
+			case s.frames <- f:
+			case <-s.hard.Done():
+				counters.Cancelled(1)
+				f.Mat.Close()
+			}
+		}
+		return nil
+	})
+}
+
+// startStream starts the capture and forward goroutines of st, which is plan stream index (or -1: a stream
+// started at run time). The caller has counted both in s.eventProducers and s.forwarders.
+func (s *Supervisor) startStream(st plan.Stream, index int) {
+	p := s.plan
+	name := st.Source.Name
+	ctx, stop := context.WithCancel(s.sources)
+	r := &runningStream{stop: stop, forwarded: make(chan struct{})}
+	s.streamsMu.Lock()
+	s.running[name] = r
+	s.streamsMu.Unlock()
+	s.states.Set(name, source.StateStarting)
+	// A stream started again continues its frame numbers after the frames its earlier runs captured, so
+	// that its Nats-Msg-Ids (stream, boot id, seq) never repeat within the process.
+	src := &capture.Source{Options: st.Source, SeqBase: s.streamStats(name).Captured}
+	q := pipeline.NewQueue[capture.Frame](name, p.QueueSize, st.Policy, capture.DiscardFrame)
+	s.counters.WatchQueue(name, q)
+	s.goroutine(func() error {
+		defer s.eventProducers.done()
+		defer stop()
+		err := src.Run(ctx, q, func(e source.Event) {
+			s.states.Set(e.Stream, source.StateAfter(e.Kind, st.Kind))
+			if e.Kind == message.EventReconnected && s.opts.Metrics != nil {
+				s.opts.Metrics.SourceReconnect(e.Stream)
+			}
+			s.events.Source(e)
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			if index >= 0 {
+				s.streamErrs[index] = err
+			}
+			s.states.Set(name, source.StateFailed)
+			s.log.Error("stream stopped", "stream", name, "err", err)
+		}
+		return nil // one stream's failure is that stream's; the others go on
+	})
+	s.forward(q, r.forwarded)
+	s.log.Info("stream", "name", name, "policy", st.Policy.String(), "queue", p.QueueSize)
+}
+
+// StartStream starts a stream at run time (a fleet took its lease). It fails for a stream already running,
+// a stream that does not resolve, and once BeginClose was called.
+func (s *Supervisor) StartStream(cs config.Stream) error {
+	st, err := s.plan.Stream(cs)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cs.Name, err)
+	}
+	s.streamsMu.Lock()
+	_, running := s.running[cs.Name]
+	s.streamsMu.Unlock()
+	if running {
+		return fmt.Errorf("stream %s is already running", cs.Name)
+	}
+	if !s.forwarders.add() {
+		return fmt.Errorf("stream %s: %w", cs.Name, ErrClosed)
+	}
+	if !s.eventProducers.add() {
+		s.forwarders.done()
+		return fmt.Errorf("stream %s: %w", cs.Name, ErrClosed)
+	}
+	if s.sources.Err() != nil {
+		s.forwarders.done()
+		s.eventProducers.done()
+		return fmt.Errorf("stream %s: %w", cs.Name, ErrClosed)
+	}
+	s.startStream(st, -1)
+	return nil
+}
+
+// StopStream stops a stream started by StartStream (or at start) and returns once every frame it captured
+// has been processed and published (or dropped), so that another instance can take it over without both
+// publishing; or when ctx ends, with an error saying what was still in flight.
+func (s *Supervisor) StopStream(ctx context.Context, name string) error {
+	s.streamsMu.Lock()
+	r := s.running[name]
+	delete(s.running, name)
+	s.streamsMu.Unlock()
+	if r == nil {
+		return fmt.Errorf("stream %s is not running", name)
+	}
+	r.stop()
+	select {
+	case <-r.forwarded:
+	case <-ctx.Done():
+		return fmt.Errorf("stream %s: its queue was not drained: %w", name, ctx.Err())
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := s.streamStats(name)
+		if st.InFlight() == 0 && st.Processed == st.Published+st.PublishDropped {
+			s.states.Set(name, source.StateStopped)
+			return nil
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s: %d frames still in flight, %d not yet published: %w", name, st.InFlight(),
+				st.Processed-min(st.Processed, st.Published+st.PublishDropped), ctx.Err())
+		}
+	}
+}
+
+// streamStats is one stream's counters.
+func (s *Supervisor) streamStats(name string) pipeline.StreamStats {
+	for _, st := range s.counters.Snapshot() {
+		if st.Stream == name {
+			return st
+		}
+	}
+	return pipeline.StreamStats{Stream: name}
 }
 
 // cancelFrame discards a frame cancelled in flight, counting it.
@@ -433,6 +593,9 @@ func (s *Supervisor) BeginClose() {
 		s.logOpening()
 		s.closePushers()
 		s.stopSources()
+		if s.plan.Fleet != nil {
+			s.forwarders.done() // the fleet's hold: the frame channel closes once the streams have drained
+		}
 		go func() { // the drain timer
 			t := time.NewTimer(timeout)
 			defer t.Stop()

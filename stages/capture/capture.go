@@ -43,6 +43,9 @@ type Source struct {
 	Now func() time.Time
 	// Rand returns the jitter of reconnect delays in [0,1); nil means math/rand/v2.Float64.
 	Rand func() float64
+	// SeqBase is added to every frame's sequence number: a stream started again in the same process (a fleet
+	// moved it away and back) continues its numbering, so its message ids stay unique.
+	SeqBase uint64
 }
 
 // RunSource captures the source described by opts into out until ctx ends or a
@@ -52,7 +55,7 @@ func RunSource(ctx context.Context, opts source.Options, out *pipeline.Queue[Fra
 	return s.Run(ctx, out, events)
 }
 
-// Run reads frames and pushes them to out under out's policy, numbering them from 1.
+// Run reads frames and pushes them to out under out's policy, numbering them from SeqBase+1.
 // It closes out when it returns. events, when not nil, receives every state change; it is
 // called from Run's goroutine and must not block.
 //
@@ -68,7 +71,7 @@ func RunSource(ctx context.Context, opts source.Options, out *pipeline.Queue[Fra
 // returns. On return Run waits up to AbandonWait for such goroutines.
 func (s *Source) Run(ctx context.Context, out *pipeline.Queue[Frame], events func(source.Event)) error {
 	opts := s.Options.WithDefaults()
-	r := &run{opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open}
+	r := &run{opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open, seqBase: s.SeqBase}
 	defer r.waitAbandoned() // after out is closed: consumers need not wait for abandoned reads
 	defer out.Close()
 	if r.now == nil {
@@ -99,7 +102,8 @@ type run struct {
 	rand   func() float64
 	open   Opener
 
-	seq       uint64 // last frame sequence number
+	seq       uint64 // frames delivered by this run
+	seqBase   uint64 // added to seq in each frame's sequence number
 	skipped   int    // image files skipped so far
 	delivered bool   // a frame has been delivered since the start
 	lostAt    time.Time
@@ -222,7 +226,7 @@ func (r *run) session(ctx context.Context, spec source.Spec, attempt int, live b
 			}
 			r.delivered = true
 			f := Frame{Mat: m.mat, Info: pipeline.FrameInfo{
-				Stream: r.opts.Name, Seq: r.seq, Captured: m.captured, PTS: m.pts, HasPTS: m.hasPTS,
+				Stream: r.opts.Name, Seq: r.seqBase + r.seq, Captured: m.captured, PTS: m.pts, HasPTS: m.hasPTS,
 				Width: m.mat.Cols(), Height: m.mat.Rows(),
 			}}
 			if _, err := r.out.Push(ctx, f); err != nil {

@@ -104,6 +104,9 @@ type JetStreamOptions struct {
 	MaxPending int
 	// AckTimeout is how long to wait for one acknowledgement before publishing again (default 5s).
 	AckTimeout time.Duration
+	// Replicas is the replica count of the stream when it is created (0 or 1: one replica); 3 on a 3-node
+	// cluster keeps the messages through the loss of a node.
+	Replicas int
 	// Retries is how many times a message whose acknowledgement timed out while connected is
 	// published again before it is dropped (default 5). Attempts while disconnected do not count.
 	Retries int
@@ -383,6 +386,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, o Options) error 
 			Subjects:   []string{subj},
 			Storage:    jetstream.FileStorage,
 			Duplicates: 2 * time.Minute,
+			Replicas:   max(1, o.JetStream.Replicas),
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("jetstream: create stream %q over %q: %w", name, subj, err)

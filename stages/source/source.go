@@ -293,6 +293,7 @@ const (
 	StateReconnecting State = "reconnecting" // a live source lost or failing, retrying with backoff
 	StateEnded        State = "ended"        // a file or folder reached its end
 	StateFailed       State = "failed"       // stopped for good (a file that cannot be read)
+	StateStopped      State = "stopped"      // stopped at run time (a fleet moved it to another instance or removed it)
 )
 
 // States lists every state, in the order metrics export them.
