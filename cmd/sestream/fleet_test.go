@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sestream/sestream/internal/testfixtures"
 )
 
 // Fleet test timing: a lease TTL of a few seconds, renewed every second.
@@ -30,16 +31,6 @@ const (
 	// before its lease is released is bounded by a renew interval.
 	overlapBound = int(fleetFPS * fleetRenew / time.Second)
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // proc is a child process the test started and kills at its end.
 type proc struct {
@@ -101,7 +92,7 @@ func startCluster(t *testing.T, bin, dir string) []*natsNode {
 	t.Helper()
 	nodes := make([]*natsNode, 3)
 	for i := range nodes {
-		nodes[i] = &natsNode{name: fmt.Sprintf("n%d", i), port: freePort(t), cluster: freePort(t)}
+		nodes[i] = &natsNode{name: fmt.Sprintf("n%d", i), port: testfixtures.FreePort(t), cluster: testfixtures.FreePort(t)}
 	}
 	for i, n := range nodes {
 		var routes []string
