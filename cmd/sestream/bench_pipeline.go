@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -61,16 +62,16 @@ type pipelineBench struct {
 	phase            time.Duration
 
 	// from bench's own flags
-	model, backend, library string
-	batch, threads          int
-	asJSON                  bool
+	model, backend, library, cpuprofile string
+	batch, threads                      int
+	asJSON                              bool
 }
 
 func (pb *pipelineBench) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&pb.on, "pipeline", false, "run the whole pipeline on --video and compare it with engine-only and decode-only rates")
 	f.StringVar(&pb.video, "video", "", "with --pipeline: video file read by every stream")
 	f.IntVar(&pb.streams, "streams", 1, "with --pipeline: number of file streams of --video")
-	f.IntVar(&pb.workers, "workers", 1, "with --pipeline: inference workers")
+	f.IntVar(&pb.workers, "workers", 0, "with --pipeline: inference workers (0 = auto, as in run)")
 	f.DurationVar(&pb.phase, "phase-time", 3*time.Second, "with --pipeline: how long the engine-only and decode-only phases each run")
 }
 
@@ -92,8 +93,12 @@ type pipelineBenchJSON struct {
 	Streams int    `json:"streams"`
 	Workers int    `json:"workers"`
 	Threads int    `json:"threads"`
-	Batch   int    `json:"batch"`
-	Cores   int    `json:"cores"`
+	// Layout is "auto" when workers and threads were chosen by measuring (engine.ChooseLayout, as `run` does
+	// with workers and engine.threads at 0), with the measurements in LayoutTrials; else "fixed".
+	Layout       string            `json:"layout"`
+	LayoutTrials []layoutTrialJSON `json:"layout_trials,omitempty"`
+	Batch        int               `json:"batch"`
+	Cores        int               `json:"cores"`
 	// Frames and Seconds are the pipeline run: frames delivered between Start and Wait returning, and that time.
 	Frames       int     `json:"frames"`
 	Seconds      float64 `json:"seconds"`
@@ -113,6 +118,18 @@ type pipelineBenchJSON struct {
 	PipelineCores     float64 `json:"pipeline_cores"`
 	LimitFramesPerSec float64 `json:"limit_frames_per_sec"`
 	FractionOfLimit   float64 `json:"fraction_of_limit"`
+	// PartsCPUMsPerFrame is 1000/engine_per_core + 1000/decode_per_core: what a frame costs in CPU when the
+	// parts run alone. CPUEfficiency is that over CPUMsPerFrame: the fraction of the limit the pipeline would
+	// reach on every core of the machine, which other processes' load disturbs far less than frames/s.
+	PartsCPUMsPerFrame float64 `json:"parts_cpu_ms_per_frame"`
+	CPUEfficiency      float64 `json:"cpu_efficiency"`
+}
+
+// layoutTrialJSON is one candidate of the auto layout.
+type layoutTrialJSON struct {
+	Threads         int     `json:"threads"`
+	ImagesPerSec    float64 `json:"images_per_sec"`
+	ImagesPerCPUSec float64 `json:"images_per_cpu_sec"`
 }
 
 func (pb *pipelineBench) validate() error {
@@ -121,8 +138,8 @@ func (pb *pipelineBench) validate() error {
 		return badInput(errors.New("--video is required with --pipeline"))
 	case pb.streams < 1 || pb.streams > config.MaxStreams:
 		return badInput(fmt.Errorf("--streams %d: want 1-%d", pb.streams, config.MaxStreams))
-	case pb.workers < 1:
-		return badInput(fmt.Errorf("--workers %d: want >= 1", pb.workers))
+	case pb.workers < 0 || pb.workers > config.MaxWorkers:
+		return badInput(fmt.Errorf("--workers %d: want 0 (auto) to %d", pb.workers, config.MaxWorkers))
 	case pb.phase <= 0 || pb.phase > 10*time.Minute:
 		return badInput(fmt.Errorf("--phase-time %v: want more than 0 and at most 10m", pb.phase))
 	}
@@ -144,6 +161,17 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	}
 	ctx := cmd.Context()
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	eo := engine.Options{Backend: b, Threads: pb.threads, MaxBatch: pb.batch, Library: pb.library, Logger: log}
+	layout, trials, err := engine.ChooseLayout(ctx, m, eo, engine.Layout{Workers: pb.workers, Threads: pb.threads},
+		runtime.NumCPU(), pb.batch, engine.AutoLayoutBudget)
+	if err != nil {
+		return err
+	}
+	layoutName := "fixed"
+	if pb.workers == 0 || pb.threads == 0 {
+		layoutName = "auto"
+	}
+	pb.workers, pb.threads, eo.Threads = layout.Workers, layout.Threads, layout.Threads
 	cfg := config.Default()
 	cfg.Model.Path = pb.model
 	cfg.Engine.Backend = string(b)
@@ -160,10 +188,12 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	}
 
 	out := pipelineBenchJSON{Model: m.Name, Video: pb.video, Streams: pb.streams, Workers: pb.workers,
-		Threads: pb.threads, Batch: pb.batch, Cores: runtime.NumCPU()}
+		Threads: pb.threads, Batch: pb.batch, Cores: runtime.NumCPU(), Layout: layoutName}
+	for _, t := range trials {
+		out.LayoutTrials = append(out.LayoutTrials, layoutTrialJSON{Threads: t.Threads, ImagesPerSec: t.ImagesPerSec, ImagesPerCPUSec: t.ImagesPerCPUSec})
+	}
 	var eng rate
-	eng, out.Engine, err = benchEngineRate(ctx, m, engine.Options{Backend: b, Threads: pb.threads, MaxBatch: pb.batch,
-		Library: pb.library, Logger: log}, pb.batch, pb.phase)
+	eng, out.Engine, err = benchEngineRate(ctx, m, eo, pb.workers, pb.batch, pb.phase)
 	if err != nil {
 		return err
 	}
@@ -175,7 +205,14 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	if err != nil {
 		return err
 	}
+	prof, err := startCPUProfile(pb.cpuprofile)
+	if err != nil {
+		return err
+	}
 	run, err := benchPipelineRun(ctx, cfg, log)
+	if perr := prof.stop(); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return err
 	}
@@ -192,13 +229,20 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	if e, d := eng.perCore(), dec.perCore(); e > 0 && d > 0 {
 		out.LimitFramesPerSec = float64(out.Cores) / (1/e + 1/d)
 		out.FractionOfLimit = out.FramesPerSec / out.LimitFramesPerSec
+		out.PartsCPUMsPerFrame = 1000/e + 1000/d
+		if out.CPUMsPerFrame > 0 {
+			out.CPUEfficiency = out.PartsCPUMsPerFrame / out.CPUMsPerFrame
+		}
 	}
 	if pb.asJSON {
 		return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
 	}
 	w := cmd.OutOrStdout()
-	fmt.Fprintf(w, "%s on %s, %d stream(s) of %s, %d worker(s) x %d threads, batch %d, %d cores:\n",
-		m.Name, out.Engine, out.Streams, out.Video, out.Workers, out.Threads, out.Batch, out.Cores)
+	fmt.Fprintf(w, "%s on %s, %d stream(s) of %s, %d worker(s) x %d threads (%s), batch %d, %d cores:\n",
+		m.Name, out.Engine, out.Streams, out.Video, out.Workers, out.Threads, out.Layout, out.Batch, out.Cores)
+	for _, t := range out.LayoutTrials {
+		fmt.Fprintf(w, "  layout trial:       %d thread(s): %.1f images/s, %.1f images per CPU second\n", t.Threads, t.ImagesPerSec, t.ImagesPerCPUSec)
+	}
 	fmt.Fprintf(w, "  pipeline:           %.1f frames/s (%d frames in %.2f s), CPU %.2f ms/frame on %.2f cores\n",
 		out.FramesPerSec, out.Frames, out.Seconds, out.CPUMsPerFrame, out.PipelineCores)
 	fmt.Fprintf(w, "  per frame:          preprocess %.2f ms, queue wait %.2f ms, inference %.2f ms (batch time / batch size)\n",
@@ -207,6 +251,8 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	fmt.Fprintf(w, "  decode+preprocess:  %.1f frames/s on %.2f cores\n", out.DecodeFramesPerSec, out.DecodeCores)
 	fmt.Fprintf(w, "  limit:              %.1f frames/s = %d / (1/%.1f + 1/%.1f) (rates per core); pipeline at %.0f%% of it\n",
 		out.LimitFramesPerSec, out.Cores, eng.perCore(), dec.perCore(), 100*out.FractionOfLimit)
+	fmt.Fprintf(w, "  CPU per frame:      parts alone %.2f ms, pipeline %.2f ms: CPU efficiency %.0f%%\n",
+		out.PartsCPUMsPerFrame, out.CPUMsPerFrame, 100*out.CPUEfficiency)
 	return nil
 }
 
@@ -255,29 +301,62 @@ func measure(f func() (int, error)) (rate, error) {
 	return rate{items: n, wall: time.Since(t0), cpu: processCPU() - c0}, err
 }
 
-// benchEngineRate opens one engine and runs batches of random input for d, after 3 untimed batches.
-func benchEngineRate(ctx context.Context, m *model.Model, opts engine.Options, batch int, d time.Duration) (rate, string, error) {
-	e, err := openEngine(m, opts)
-	if err != nil {
-		return rate{}, "", err
-	}
-	defer e.Close()
-	x := benchInput(m, batch)
-	for range 3 {
-		if _, err := e.Run(ctx, x, batch); err != nil {
+// benchEngineRate opens workers engines (the pipeline's layout) and runs batches of random input on all of
+// them side by side for d, after 3 untimed batches each.
+func benchEngineRate(ctx context.Context, m *model.Model, opts engine.Options, workers, batch int, d time.Duration) (rate, string, error) {
+	engines := make([]engine.Engine, 0, workers)
+	defer func() {
+		for _, e := range engines {
+			e.Close()
+		}
+	}()
+	for range workers {
+		e, err := openEngine(m, opts)
+		if err != nil {
 			return rate{}, "", err
+		}
+		engines = append(engines, e)
+	}
+	x := benchInput(m, batch)
+	for _, e := range engines {
+		for range 3 {
+			if _, err := e.Run(ctx, x, batch); err != nil {
+				return rate{}, "", err
+			}
 		}
 	}
 	r, err := measure(func() (int, error) {
-		n := 0
-		for start := time.Now(); time.Since(start) < d; n += batch {
-			if _, err := e.Run(ctx, x, batch); err != nil {
-				return n, err
-			}
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex // guards total and first
+			total int
+			first error
+		)
+		deadline := time.Now().Add(d)
+		for _, e := range engines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				in := slices.Clone(x) // each engine its own input, as each worker has its own tensor
+				n := 0
+				var err error
+				for time.Now().Before(deadline) && err == nil {
+					if _, err = e.Run(ctx, in, batch); err == nil {
+						n += batch
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				total += n
+				if first == nil {
+					first = err
+				}
+			}()
 		}
-		return n, nil
+		wg.Wait()
+		return total, first
 	})
-	return r, string(e.Info().Backend), err
+	return r, string(engines[0].Info().Backend), err
 }
 
 // benchDecodeRate reads the video in streams goroutines for d, each decoding with gocv VideoCapture (reopened

@@ -29,6 +29,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,6 +202,9 @@ func (s *Supervisor) openEngines(ctx context.Context) error {
 			s.log.Info("SE self-check", "block", c.Block, "channels", c.Channels, "max_error", c.MaxError)
 		}
 	}
+	if err := s.chooseLayout(ctx, &eo); err != nil {
+		return err
+	}
 	var err error
 	if s.batcher, err = pipeline.NewBatcher[capture.Frame](p.Batch, p.Workers*2+2, nil); err != nil {
 		return err
@@ -223,6 +228,28 @@ func (s *Supervisor) openEngines(ctx context.Context) error {
 	}
 	s.log.Info("model loaded", "model", p.Model.Name, "digest", p.Model.Digest, "se_blocks", len(p.Model.Blocks),
 		"engine", s.engine, "workers", p.Workers, "batch", p.Batch.MaxSize, "batch_delay", p.Batch.MaxDelay)
+	return nil
+}
+
+// chooseLayout fills in workers and engine threads left at 0 (auto) in the plan and in eo, measuring the engine
+// when both are (engine.ChooseLayout), and logs the layout.
+func (s *Supervisor) chooseLayout(ctx context.Context, eo *engine.Options) error {
+	p := s.plan
+	if p.Workers > 0 && eo.Threads > 0 {
+		return nil
+	}
+	cores := runtime.NumCPU()
+	l, trials, err := engine.ChooseLayout(ctx, p.Model, *eo, engine.Layout{Workers: p.Workers, Threads: eo.Threads},
+		cores, p.Batch.MaxSize, engine.AutoLayoutBudget)
+	if err != nil {
+		return fmt.Errorf("engine: choosing workers and threads: %w", err)
+	}
+	p.Workers, p.Engine.Threads, eo.Threads = l.Workers, l.Threads, l.Threads
+	args := []any{"workers", l.Workers, "threads", l.Threads, "cores", cores}
+	for _, t := range trials {
+		args = append(args, fmt.Sprintf("images_per_cpu_s_%dt", t.Threads), math.Round(t.ImagesPerCPUSec))
+	}
+	s.log.Info("layout", args...)
 	return nil
 }
 
