@@ -22,6 +22,7 @@ import (
 	"github.com/sestream/sestream/engine"
 	"github.com/sestream/sestream/internal/plan"
 	"github.com/sestream/sestream/model"
+	"github.com/sestream/sestream/pipeline"
 	"github.com/sestream/sestream/stages/preprocess"
 )
 
@@ -123,6 +124,11 @@ type pipelineBenchJSON struct {
 	// reach on every core of the machine, which other processes' load disturbs far less than frames/s.
 	PartsCPUMsPerFrame float64 `json:"parts_cpu_ms_per_frame"`
 	CPUEfficiency      float64 `json:"cpu_efficiency"`
+	// StageCPUMsPerFrame splits CPUMsPerFrame by stage: each stage's CPU time on its own thread
+	// (pipeline.StageCPU: decode, preprocess, inference, sink) per frame, and "other", the rest of the
+	// process's CPU time (FFmpeg's decoder threads, ONNX Runtime's intra-op threads beyond the calling one,
+	// queues and batching, the Go runtime and garbage collector).
+	StageCPUMsPerFrame map[string]float64 `json:"stage_cpu_ms_per_frame"`
 }
 
 // layoutTrialJSON is one candidate of the auto layout.
@@ -222,6 +228,14 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	out.Frames, out.Seconds, out.FramesPerSec, out.PipelineCores = run.items, run.wall.Seconds(), run.perSec(), run.cores()
 	if run.items > 0 {
 		out.CPUMsPerFrame = run.cpu.Seconds() * 1000 / float64(run.items)
+		out.StageCPUMsPerFrame = map[string]float64{}
+		rest := out.CPUMsPerFrame
+		for _, s := range pipeline.Stages() {
+			v := run.stages[s].Seconds() * 1000 / float64(run.items)
+			out.StageCPUMsPerFrame[s.String()] = v
+			rest -= v
+		}
+		out.StageCPUMsPerFrame["other"] = rest
 	}
 	if n := float64(run.results); n > 0 {
 		out.PreprocessMs, out.QueueMs, out.InferenceMsPerFrame = run.preprocess/n, run.queue/n, run.inference/n
@@ -247,6 +261,10 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 		out.FramesPerSec, out.Frames, out.Seconds, out.CPUMsPerFrame, out.PipelineCores)
 	fmt.Fprintf(w, "  per frame:          preprocess %.2f ms, queue wait %.2f ms, inference %.2f ms (batch time / batch size)\n",
 		out.PreprocessMs, out.QueueMs, out.InferenceMsPerFrame)
+	if c := out.StageCPUMsPerFrame; c != nil {
+		fmt.Fprintf(w, "  CPU ms per frame:   decode %.2f, preprocess %.2f, inference %.2f, sink %.2f (each on its own thread), other threads %.2f\n",
+			c["decode"], c["preprocess"], c["inference"], c["sink"], c["other"])
+	}
 	fmt.Fprintf(w, "  engine only:        %.1f images/s on %.2f cores\n", out.EngineImagesPerSec, out.EngineCores)
 	fmt.Fprintf(w, "  decode+preprocess:  %.1f frames/s on %.2f cores\n", out.DecodeFramesPerSec, out.DecodeCores)
 	fmt.Fprintf(w, "  limit:              %.1f frames/s = %d / (1/%.1f + 1/%.1f) (rates per core); pipeline at %.0f%% of it\n",
@@ -427,6 +445,7 @@ type pipelineRun struct {
 	rate
 	results                      int
 	preprocess, queue, inference float64
+	stages                       map[pipeline.Stage]time.Duration // CPU per stage during the run
 }
 
 // benchPipelineRun runs the pipeline of cfg until its file streams end.
@@ -455,6 +474,7 @@ func benchPipelineRun(ctx context.Context, cfg *config.Config, log *slog.Logger)
 	mu.Lock()
 	before := run.results
 	mu.Unlock()
+	stagesBefore := stageCPU(p.StageCPU())
 	stop := make(chan struct{}) // closed when Wait returned
 	closed := make(chan struct{})
 	go func() { // on interrupt, drain and stop the pipeline as `run` does
@@ -478,5 +498,18 @@ func benchPipelineRun(ctx context.Context, cfg *config.Config, log *slog.Logger)
 	defer mu.Unlock()
 	r.items = run.results - before
 	run.rate = r
+	run.stages = stageCPU(p.StageCPU())
+	for s, d := range stagesBefore {
+		run.stages[s] -= d
+	}
 	return run, nil
+}
+
+// stageCPU reads every stage's CPU time.
+func stageCPU(c *pipeline.StageCPU) map[pipeline.Stage]time.Duration {
+	m := map[pipeline.Stage]time.Duration{}
+	for _, s := range pipeline.Stages() {
+		m[s] = c.Get(s)
+	}
+	return m
 }

@@ -59,6 +59,17 @@ func TestBenchPipeline(t *testing.T) {
 			t.Errorf("%s = %v, want a positive number", key, got[key])
 		}
 	}
+	stages, _ := got["stage_cpu_ms_per_frame"].(map[string]any)
+	for _, key := range []string{"decode", "preprocess", "inference", "sink", "other"} {
+		if _, ok := stages[key].(float64); !ok {
+			t.Errorf("stage_cpu_ms_per_frame[%s] = %v, want a number", key, stages[key])
+		}
+	}
+	for _, key := range []string{"decode", "preprocess", "inference"} {
+		if v, _ := stages[key].(float64); v <= 0 {
+			t.Errorf("stage_cpu_ms_per_frame[%s] = %v, want a positive number", key, stages[key])
+		}
+	}
 	// Workers and threads were left to auto: the layout was measured, one trial per candidate thread count.
 	if got["layout"] != "auto" {
 		t.Errorf("layout = %v, want auto", got["layout"])

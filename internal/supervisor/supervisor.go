@@ -84,6 +84,7 @@ type Supervisor struct {
 	opts     Options
 	log      *slog.Logger
 	counters *pipeline.Counters
+	cpu      *pipeline.StageCPU
 	states   *sink.States
 	started  time.Time
 	engine   string
@@ -129,7 +130,7 @@ type pusher struct {
 // Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
 // goroutine; it returns once frames are flowing. ctx bounds only the start itself.
 func Start(ctx context.Context, p *plan.Plan, opts Options) (_ *Supervisor, err error) {
-	s := &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), states: sink.NewStates(opts.Metrics),
+	s := &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), cpu: &pipeline.StageCPU{}, states: sink.NewStates(opts.Metrics),
 		started: time.Now(), done: make(chan struct{}), pushers: map[string]*pusher{}}
 	s.hard, s.hardCancel = context.WithCancel(context.Background())
 	s.sources, s.stopSources = context.WithCancel(s.hard)
@@ -209,7 +210,7 @@ func (s *Supervisor) openEngines(ctx context.Context) error {
 	if s.batcher, err = pipeline.NewBatcher[capture.Frame](p.Batch, p.Workers*2+2, nil); err != nil {
 		return err
 	}
-	io := infer.Options{Model: p.Model, Engine: eo, Preprocess: p.Preprocess, Labels: p.Labels, GateTopK: p.TopK, Thumbnails: s.opts.Thumbnails}
+	io := infer.Options{Model: p.Model, Engine: eo, Preprocess: p.Preprocess, Labels: p.Labels, GateTopK: p.TopK, Thumbnails: s.opts.Thumbnails, CPU: s.cpu}
 	s.pool, err = pipeline.NewPool[*pipeline.Batch[capture.Frame], *infer.BatchResult](p.Workers, p.Workers*2,
 		func(int) (pipeline.Worker[*pipeline.Batch[capture.Frame], *infer.BatchResult], error) {
 			w, err := infer.NewWorker(io, s.batcher.Release)
@@ -292,7 +293,7 @@ func (s *Supervisor) run() {
 	}
 	s.sink = sink.New(sink.Config{BootID: s.bootID, Model: message.Model{Name: p.Model.Name, Digest: p.Model.Digest},
 		Blocks: p.Model.Blocks, MaxBatch: p.Batch.MaxSize, Drift: p.Drift, IncludeVectors: p.IncludeVectors},
-		sink.Deps{Publisher: framePub, Counters: s.counters, Events: s.events, Metrics: s.opts.Metrics, OnFrame: s.opts.OnFrame, Log: s.log})
+		sink.Deps{Publisher: framePub, Counters: s.counters, Events: s.events, Metrics: s.opts.Metrics, OnFrame: s.opts.OnFrame, Log: s.log, CPU: s.cpu})
 
 	// The event queue ends once every capture goroutine and the sink are done with it.
 	eventProducerDone := countdown(len(p.Streams)+1, s.events.Close)
@@ -319,7 +320,7 @@ func (s *Supervisor) run() {
 	for i, st := range p.Streams {
 		q := pipeline.NewQueue[capture.Frame](st.Source.Name, p.QueueSize, st.Policy, capture.DiscardFrame)
 		s.counters.WatchQueue(st.Source.Name, q)
-		src := &capture.Source{Options: st.Source}
+		src := &capture.Source{Options: st.Source, CPU: s.cpu}
 		s.goroutine(func() error {
 			defer eventProducerDone()
 			err := src.Run(s.sources, q, func(e source.Event) {
@@ -501,6 +502,9 @@ func (s *Supervisor) Engine() string { return s.engine }
 
 // Counters are the per-stream counters.
 func (s *Supervisor) Counters() *pipeline.Counters { return s.counters }
+
+// StageCPU is the CPU time counted per stage.
+func (s *Supervisor) StageCPU() *pipeline.StageCPU { return s.cpu }
 
 // Workers reports the busy and total inference workers, for metrics.
 func (s *Supervisor) Workers() (busy, total int) { return s.pool.Busy(), s.pool.Size() }

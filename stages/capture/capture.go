@@ -43,6 +43,8 @@ type Source struct {
 	Now func() time.Time
 	// Rand returns the jitter of reconnect delays in [0,1); nil means math/rand/v2.Float64.
 	Rand func() float64
+	// CPU, when not nil, counts the reading thread's CPU time in reads as pipeline.StageDecode.
+	CPU *pipeline.StageCPU
 }
 
 // RunSource captures the source described by opts into out until ctx ends or a
@@ -68,7 +70,7 @@ func RunSource(ctx context.Context, opts source.Options, out *pipeline.Queue[Fra
 // returns. On return Run waits up to AbandonWait for such goroutines.
 func (s *Source) Run(ctx context.Context, out *pipeline.Queue[Frame], events func(source.Event)) error {
 	opts := s.Options.WithDefaults()
-	r := &run{opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open}
+	r := &run{opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open, cpu: s.CPU}
 	defer r.waitAbandoned() // after out is closed: consumers need not wait for abandoned reads
 	defer out.Close()
 	if r.now == nil {
@@ -98,6 +100,7 @@ type run struct {
 	now    func() time.Time
 	rand   func() float64
 	open   Opener
+	cpu    *pipeline.StageCPU // counts reads as StageDecode; may be nil
 
 	seq       uint64 // last frame sequence number
 	skipped   int    // image files skipped so far
@@ -265,7 +268,9 @@ func (r *run) read(ctx context.Context, spec source.Spec, msgs chan<- readMsg, w
 	var end error
 	for ctx.Err() == nil {
 		w.enter(phaseRead)
+		span := r.cpu.Start(pipeline.StageDecode)
 		pts, hasPTS, err := rd.Read(&mat)
+		span.End()
 		w.leave()
 		if err != nil {
 			if errors.Is(err, ErrFrameSkipped) {

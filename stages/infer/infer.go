@@ -35,6 +35,9 @@ type Options struct {
 	// Thumbnails, when not nil, receives each frame before its Mat is closed and makes rate-limited JPEG
 	// thumbnails of some of them; nil makes none. One Thumbnailer is shared by all workers.
 	Thumbnails *Thumbnailer
+	// CPU, when not nil, counts the worker thread's CPU time in preprocessing and in the engine's Run
+	// (pipeline.StagePreprocess, StageInference).
+	CPU *pipeline.StageCPU
 }
 
 // Class is one entry of a frame's top-k.
@@ -151,6 +154,7 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 	res := &BatchResult{ID: b.ID, Size: len(b.Items), Engine: string(w.eng.Info().Backend), Frames: make([]FrameResult, len(b.Items))}
 	n := 0
 	rows := make([]int, len(b.Items)) // rows[i] is frame i's row in the engine batch, -1 when it failed
+	span := w.opts.CPU.Start(pipeline.StagePreprocess)
 	for i, f := range b.Items {
 		fr := &res.Frames[i]
 		fr.Info = f.Info
@@ -171,6 +175,7 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 		rows[i] = n
 		n++
 	}
+	span.End()
 	if w.release != nil {
 		w.release(b)
 	}
@@ -178,7 +183,9 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 		return res
 	}
 	t0 := w.now()
+	span = w.opts.CPU.Start(pipeline.StageInference)
 	out, err := w.eng.Run(ctx, w.input[:n*w.slot], n)
+	span.End()
 	res.Inference = w.now().Sub(t0)
 	for i := range res.Frames {
 		fr := &res.Frames[i]
