@@ -29,17 +29,22 @@ import (
 const pipelineBenchHelp = `With --pipeline, bench runs the whole pipeline (sestream.New, Start, Wait, nothing published on NATS) on
 --video read as --streams file streams (realtime off, no loop, block queues: as fast as the pipeline takes
 frames, nothing dropped) with --workers workers of --threads threads and batches of up to --batch (default
-with --pipeline: batch.max_size's default, 8), the rest of the configuration at its defaults, and in the
-same process, each for --phase-time before the pipeline run:
-  engine:  the engine alone (one session, --threads threads) on batches of --batch random inputs at the
-           model's input size, as plain bench does: images/s;
+with --pipeline: batch.max_size's default, 8), the rest of the configuration at its defaults. --workers and
+--threads default to 0, auto, as in run: the layout is chosen first by measuring one session per candidate
+thread count (engine.ChooseLayout; printed as "layout trial"). Then, in the same process, each for
+--phase-time before the pipeline run:
+  engine:  the engine alone on the pipeline's layout (--workers sessions of --threads threads, side by side)
+           on batches of --batch random inputs at the model's input size: images/s;
   decode:  --streams goroutines, each reading --video with gocv VideoCapture (reopened at its end) and
            preprocessing every frame into the model's tensor with the preprocess package, no inference:
            frames/s.
 It prints the pipeline's frames/s (frames delivered between Start returning and Wait returning, over that
 time), the per-frame averages of the pipeline's own timings (preprocess, queue wait, inference = batch time /
-batch size) from every result message, and the process CPU time (getrusage user+sys) per frame and over the
-run's wall time (the cores it used).
+batch size) from every result message, the batch fill (mean batch size of the frames over --batch), the
+process CPU time (getrusage user+sys) per frame and over the run's wall time (the cores it used), and that
+CPU per frame split by stage (pipeline.StageCPU: decode, preprocess, inference, sink, each on its own
+thread; other = the rest, e.g. FFmpeg's decoder threads). --cpuprofile FILE writes a Go CPU profile of the
+pipeline run.
 
 Machine limit. Each phase's CPU time over its wall time is the cores it used; a rate divided by those cores
 is its rate per core. With cores = runtime.NumCPU():
@@ -48,14 +53,16 @@ that is, the CPU cost of one frame is its decode+preprocess cost plus its infere
 both measured alone, and the pipeline could keep every core busy with only that work. It leaves out what
 the pipeline adds (queues, batching, SE statistics, drift, messages), assumes both kinds of work scale to all
 cores and full batches, and takes the load of other processes as it was during the phases. fraction =
-frames_per_sec / limit.
+frames_per_sec / limit. cpu_efficiency = (1000/engine_per_core + 1000/decode_per_core) / cpu_ms_per_frame
+is the fraction the pipeline would reach with every core to itself; other processes' load disturbs it far
+less than frames/s.
 
---pipeline --json prints {"engine","model","video","streams","workers","threads","batch","cores","frames",
-"seconds","frames_per_sec","engine_images_per_sec","engine_cores","decode_frames_per_sec","decode_cores",
-"preprocess_ms","queue_ms","inference_ms_per_frame","cpu_ms_per_frame","pipeline_cores","limit_frames_per_sec",
-"fraction_of_limit"}.`
+--pipeline --json prints {"engine","model","video","streams","workers","threads","layout","layout_trials",
+"batch","cores","frames","seconds","frames_per_sec","engine_images_per_sec","engine_cores",
+"decode_frames_per_sec","decode_cores","preprocess_ms","queue_ms","inference_ms_per_frame","batch_fill",
+"cpu_ms_per_frame","pipeline_cores","limit_frames_per_sec","fraction_of_limit","parts_cpu_ms_per_frame",
+"cpu_efficiency","stage_cpu_ms_per_frame"}.`
 
-// pipelineBench holds the flags of `sestream bench --pipeline`.
 type pipelineBench struct {
 	on               bool
 	video            string
@@ -113,6 +120,9 @@ type pipelineBenchJSON struct {
 	PreprocessMs        float64 `json:"preprocess_ms"`
 	QueueMs             float64 `json:"queue_ms"`
 	InferenceMsPerFrame float64 `json:"inference_ms_per_frame"`
+	// BatchFill is the mean size of the batch each frame was part of, over Batch (frames weighted, so a
+	// run of full batches is 1).
+	BatchFill float64 `json:"batch_fill"`
 	// CPUMsPerFrame is the process's user+sys CPU time during the pipeline run over Frames; PipelineCores is
 	// that CPU time over Seconds.
 	CPUMsPerFrame     float64 `json:"cpu_ms_per_frame"`
@@ -239,6 +249,7 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	}
 	if n := float64(run.results); n > 0 {
 		out.PreprocessMs, out.QueueMs, out.InferenceMsPerFrame = run.preprocess/n, run.queue/n, run.inference/n
+		out.BatchFill = run.batchSizes / n / float64(pb.batch)
 	}
 	if e, d := eng.perCore(), dec.perCore(); e > 0 && d > 0 {
 		out.LimitFramesPerSec = float64(out.Cores) / (1/e + 1/d)
@@ -259,8 +270,8 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	}
 	fmt.Fprintf(w, "  pipeline:           %.1f frames/s (%d frames in %.2f s), CPU %.2f ms/frame on %.2f cores\n",
 		out.FramesPerSec, out.Frames, out.Seconds, out.CPUMsPerFrame, out.PipelineCores)
-	fmt.Fprintf(w, "  per frame:          preprocess %.2f ms, queue wait %.2f ms, inference %.2f ms (batch time / batch size)\n",
-		out.PreprocessMs, out.QueueMs, out.InferenceMsPerFrame)
+	fmt.Fprintf(w, "  per frame:          preprocess %.2f ms, queue wait %.2f ms, inference %.2f ms (batch time / batch size), batch fill %.0f%%\n",
+		out.PreprocessMs, out.QueueMs, out.InferenceMsPerFrame, 100*out.BatchFill)
 	if c := out.StageCPUMsPerFrame; c != nil {
 		fmt.Fprintf(w, "  CPU ms per frame:   decode %.2f, preprocess %.2f, inference %.2f, sink %.2f (each on its own thread), other threads %.2f\n",
 			c["decode"], c["preprocess"], c["inference"], c["sink"], c["other"])
@@ -445,6 +456,7 @@ type pipelineRun struct {
 	rate
 	results                      int
 	preprocess, queue, inference float64
+	batchSizes                   float64                          // sum over results of their batch's size
 	stages                       map[pipeline.Stage]time.Duration // CPU per stage during the run
 }
 
@@ -463,6 +475,7 @@ func benchPipelineRun(ctx context.Context, cfg *config.Config, log *slog.Logger)
 		run.queue += t.Queue
 		if s := f.Result.Batch.Size; s > 0 {
 			run.inference += t.Inference / float64(s)
+			run.batchSizes += float64(s)
 		}
 	}})
 	if err != nil {

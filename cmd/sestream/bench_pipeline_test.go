@@ -54,7 +54,7 @@ func TestBenchPipeline(t *testing.T) {
 	for _, key := range []string{"streams", "workers", "threads", "batch", "cores", "frames", "seconds", "frames_per_sec",
 		"engine_images_per_sec", "engine_cores", "decode_frames_per_sec", "decode_cores", "preprocess_ms", "queue_ms",
 		"inference_ms_per_frame", "cpu_ms_per_frame", "pipeline_cores", "limit_frames_per_sec", "fraction_of_limit",
-		"parts_cpu_ms_per_frame", "cpu_efficiency"} {
+		"parts_cpu_ms_per_frame", "cpu_efficiency", "batch_fill"} {
 		if v, ok := got[key].(float64); !ok || v <= 0 {
 			t.Errorf("%s = %v, want a positive number", key, got[key])
 		}
