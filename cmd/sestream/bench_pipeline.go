@@ -61,7 +61,8 @@ less than frames/s.
 "batch","cores","frames","seconds","frames_per_sec","engine_images_per_sec","engine_cores",
 "decode_frames_per_sec","decode_cores","preprocess_ms","queue_ms","inference_ms_per_frame","batch_fill",
 "cpu_ms_per_frame","pipeline_cores","limit_frames_per_sec","fraction_of_limit","parts_cpu_ms_per_frame",
-"cpu_efficiency","stage_cpu_ms_per_frame"}.`
+"cpu_efficiency","stage_cpu_ms_per_frame","decode_stage_cpu_ms_per_frame","page_faults_per_frame",
+"decode_page_faults_per_frame"}.`
 
 type pipelineBench struct {
 	on               bool
@@ -139,6 +140,14 @@ type pipelineBenchJSON struct {
 	// process's CPU time (FFmpeg's decoder threads, ONNX Runtime's intra-op threads beyond the calling one,
 	// queues and batching, the Go runtime and garbage collector).
 	StageCPUMsPerFrame map[string]float64 `json:"stage_cpu_ms_per_frame"`
+	// DecodeStageCPUMsPerFrame is the same split of the decode-only phase (decode, preprocess, other), for
+	// comparison: what the pipeline adds shows as the difference.
+	DecodeStageCPUMsPerFrame map[string]float64 `json:"decode_stage_cpu_ms_per_frame"`
+	// PageFaultsPerFrame is the process's minor page faults per frame in the pipeline run and in the
+	// decode-only phase: fresh memory touched per frame (a frame's Mat is new memory unless the allocator
+	// reuses it).
+	PageFaultsPerFrame       float64 `json:"page_faults_per_frame"`
+	DecodePageFaultsPerFrame float64 `json:"decode_page_faults_per_frame"`
 }
 
 // layoutTrialJSON is one candidate of the auto layout.
@@ -217,7 +226,8 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	if err := pre.Validate(); err != nil {
 		return badInput(fmt.Errorf("model %s: preprocessing: %w", m.Path, err))
 	}
-	dec, err := benchDecodeRate(ctx, pb.video, pb.streams, pre, pb.phase)
+	var decCPU pipeline.StageCPU
+	dec, err := benchDecodeRate(ctx, pb.video, pb.streams, pre, pb.phase, &decCPU)
 	if err != nil {
 		return err
 	}
@@ -235,9 +245,16 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 
 	out.EngineImagesPerSec, out.EngineCores = eng.perSec(), eng.cores()
 	out.DecodeFramesPerSec, out.DecodeCores = dec.perSec(), dec.cores()
+	if dec.items > 0 {
+		n := float64(dec.items)
+		out.DecodePageFaultsPerFrame = float64(dec.faults) / n
+		d, pp := decCPU.Get(pipeline.StageDecode), decCPU.Get(pipeline.StagePreprocess)
+		out.DecodeStageCPUMsPerFrame = map[string]float64{"decode": ms(d) / n, "preprocess": ms(pp) / n, "other": ms(dec.cpu-d-pp) / n}
+	}
 	out.Frames, out.Seconds, out.FramesPerSec, out.PipelineCores = run.items, run.wall.Seconds(), run.perSec(), run.cores()
 	if run.items > 0 {
 		out.CPUMsPerFrame = run.cpu.Seconds() * 1000 / float64(run.items)
+		out.PageFaultsPerFrame = float64(run.faults) / float64(run.items)
 		out.StageCPUMsPerFrame = map[string]float64{}
 		rest := out.CPUMsPerFrame
 		for _, s := range pipeline.Stages() {
@@ -278,10 +295,14 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 	}
 	fmt.Fprintf(w, "  engine only:        %.1f images/s on %.2f cores\n", out.EngineImagesPerSec, out.EngineCores)
 	fmt.Fprintf(w, "  decode+preprocess:  %.1f frames/s on %.2f cores\n", out.DecodeFramesPerSec, out.DecodeCores)
+	if c := out.DecodeStageCPUMsPerFrame; c != nil {
+		fmt.Fprintf(w, "    CPU ms per frame: decode %.2f, preprocess %.2f (each on its own thread), other threads %.2f\n", c["decode"], c["preprocess"], c["other"])
+	}
 	fmt.Fprintf(w, "  limit:              %.1f frames/s = %d / (1/%.1f + 1/%.1f) (rates per core); pipeline at %.0f%% of it\n",
 		out.LimitFramesPerSec, out.Cores, eng.perCore(), dec.perCore(), 100*out.FractionOfLimit)
 	fmt.Fprintf(w, "  CPU per frame:      parts alone %.2f ms, pipeline %.2f ms: CPU efficiency %.0f%%\n",
 		out.PartsCPUMsPerFrame, out.CPUMsPerFrame, 100*out.CPUEfficiency)
+	fmt.Fprintf(w, "  page faults:        %.1f per frame in the pipeline, %.1f decoding alone\n", out.PageFaultsPerFrame, out.DecodePageFaultsPerFrame)
 	return nil
 }
 
@@ -289,6 +310,7 @@ func runBenchPipeline(cmd *cobra.Command, pb pipelineBench) error {
 type rate struct {
 	items     int
 	wall, cpu time.Duration
+	faults    int64 // minor page faults of the process (getrusage ru_minflt)
 }
 
 func (r rate) perSec() float64 {
@@ -316,18 +338,27 @@ func (r rate) perCore() float64 {
 
 // processCPU returns the process's user+sys CPU time so far.
 func processCPU() time.Duration {
+	cpu, _ := processUsage()
+	return cpu
+}
+
+// processUsage returns the process's user+sys CPU time and minor page faults so far.
+func processUsage() (time.Duration, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Minflt
 }
 
 // measure runs f and returns its wall and CPU time.
 func measure(f func() (int, error)) (rate, error) {
-	c0, t0 := processCPU(), time.Now()
+	c0, f0 := processUsage()
+	t0 := time.Now()
 	n, err := f()
-	return rate{items: n, wall: time.Since(t0), cpu: processCPU() - c0}, err
+	wall := time.Since(t0)
+	c1, f1 := processUsage()
+	return rate{items: n, wall: wall, cpu: c1 - c0, faults: f1 - f0}, err
 }
 
 // benchEngineRate opens workers engines (the pipeline's layout) and runs batches of random input on all of
@@ -390,7 +421,7 @@ func benchEngineRate(ctx context.Context, m *model.Model, opts engine.Options, w
 
 // benchDecodeRate reads the video in streams goroutines for d, each decoding with gocv VideoCapture (reopened
 // at the end of the file) and preprocessing every frame into its own tensor.
-func benchDecodeRate(ctx context.Context, video string, streams int, pre preprocess.Options, d time.Duration) (rate, error) {
+func benchDecodeRate(ctx context.Context, video string, streams int, pre preprocess.Options, d time.Duration, cpu *pipeline.StageCPU) (rate, error) {
 	return measure(func() (int, error) {
 		var (
 			wg    sync.WaitGroup
@@ -403,7 +434,7 @@ func benchDecodeRate(ctx context.Context, video string, streams int, pre preproc
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				n, err := decodeUntil(ctx, video, pre, deadline)
+				n, err := decodeUntil(ctx, video, pre, deadline, cpu)
 				mu.Lock()
 				defer mu.Unlock()
 				total += n
@@ -418,7 +449,7 @@ func benchDecodeRate(ctx context.Context, video string, streams int, pre preproc
 }
 
 // decodeUntil is one decode-only stream: it returns the frames it decoded and preprocessed before deadline.
-func decodeUntil(ctx context.Context, video string, pre preprocess.Options, deadline time.Time) (int, error) {
+func decodeUntil(ctx context.Context, video string, pre preprocess.Options, deadline time.Time, cpu *pipeline.StageCPU) (int, error) {
 	p, err := preprocess.New(pre)
 	if err != nil {
 		return 0, err
@@ -434,8 +465,11 @@ func decodeUntil(ctx context.Context, video string, pre preprocess.Options, dead
 			return n, badInput(fmt.Errorf("--video %s: %w", video, err))
 		}
 		read := 0
-		for time.Now().Before(deadline) && vc.Read(&frame) && !frame.Empty() {
-			if _, err := p.Into(dst, frame); err != nil {
+		for time.Now().Before(deadline) && readFrame(vc, &frame, cpu) && !frame.Empty() {
+			span := cpu.Start(pipeline.StagePreprocess)
+			_, err := p.Into(dst, frame)
+			span.End()
+			if err != nil {
 				vc.Close()
 				return n, fmt.Errorf("--video %s: preprocess: %w", video, err)
 			}
@@ -448,6 +482,13 @@ func decodeUntil(ctx context.Context, video string, pre preprocess.Options, dead
 		}
 	}
 	return n, ctx.Err()
+}
+
+// readFrame reads the next frame of vc into frame, counting the thread's CPU time as StageDecode.
+func readFrame(vc *gocv.VideoCapture, frame *gocv.Mat, cpu *pipeline.StageCPU) bool {
+	span := cpu.Start(pipeline.StageDecode)
+	defer span.End()
+	return vc.Read(frame)
 }
 
 // pipelineRun is what the pipeline run measured: the frames delivered after Start returned, and the sums of

@@ -147,7 +147,7 @@ func (w *Worker) Close() error {
 	return errors.Join(w.eng.Close(), w.pre.Close())
 }
 
-// Process runs one batch. Every frame's Mat is closed before Process returns; frames that fail to preprocess
+// Process runs one batch. Every frame is released (capture.Frame.Release) before Process returns; frames that fail to preprocess
 // are reported with Err and left out of the engine batch.
 func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) *BatchResult {
 	start := w.now()
@@ -165,7 +165,7 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 		if w.opts.Thumbnails != nil { // after the timing: a thumbnail is not preprocessing
 			w.opts.Thumbnails.Offer(f.Info, f.Mat)
 		}
-		f.Mat.Close()
+		f.Release()
 		if err != nil {
 			fr.Err = fmt.Errorf("stream %s frame %d: %w", f.Info.Stream, f.Info.Seq, err)
 			rows[i] = -1
