@@ -151,6 +151,15 @@ func (p *Pipeline) Stats() []pipeline.StreamStats {
 	return nil
 }
 
+// StageCPU returns the CPU time each stage has spent on its own threads so far (nil before Start); see
+// pipeline.StageCPU for what it leaves out.
+func (p *Pipeline) StageCPU() *pipeline.StageCPU {
+	if s := p.started(); s != nil {
+		return s.StageCPU()
+	}
+	return nil
+}
+
 // Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
 // source; it returns once frames are flowing. ctx bounds only the start itself. Start may be called once.
 // The goroutines it starts, and the order in which they stop, are documented in docs/architecture.md.

@@ -18,7 +18,8 @@ type Config struct {
 	Model      Model      `mapstructure:"model"`
 	Engine     Engine     `mapstructure:"engine"`
 	Batch      Batch      `mapstructure:"batch"`
-	// Workers is the number of inference workers; each owns one engine session.
+	// Workers is the number of inference workers; each owns one engine session. 0 = auto: chosen when the
+	// pipeline starts, with Engine.Threads, for the cores at hand (engine.ChooseLayout).
 	Workers   int       `mapstructure:"workers"`
 	Attention Attention `mapstructure:"attention"`
 	NATS      NATS      `mapstructure:"nats"`
@@ -98,7 +99,7 @@ type Model struct {
 type Engine struct {
 	// Backend is auto, onnxruntime or opencv. auto takes ONNX Runtime when its library loads, else OpenCV DNN.
 	Backend string `mapstructure:"backend"`
-	// Threads is the intra-op thread count of each worker's session.
+	// Threads is the intra-op thread count of each worker's session. 0 = auto (see Config.Workers).
 	Threads int `mapstructure:"threads"`
 	// Library is the path of libonnxruntime.so; empty searches SESTREAM_ENGINE_LIBRARY, the setup directory
 	// third_party/onnxruntime, and the system library paths.

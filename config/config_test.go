@@ -42,11 +42,11 @@ func TestDefaults(t *testing.T) {
 	}{
 		{"batch.max_size", cfg.Batch.MaxSize, 8},
 		{"batch.max_delay", cfg.Batch.MaxDelay, 10 * time.Millisecond},
-		{"workers", cfg.Workers, 1},
+		{"workers", cfg.Workers, 0},
 		{"queue.size", cfg.Queue.Size, 16},
 		{"queue.policy", cfg.Queue.Policy, "auto"},
 		{"engine.backend", cfg.Engine.Backend, "auto"},
-		{"engine.threads", cfg.Engine.Threads, 2},
+		{"engine.threads", cfg.Engine.Threads, 0},
 		{"attention.top_k", cfg.Attention.TopK, 5},
 		{"attention.drift.frame_quantile", cfg.Attention.Drift.FrameQuantile, 0.95},
 		{"nats.url", cfg.NATS.URL, ""},
@@ -119,7 +119,7 @@ func TestEveryInvalidFieldReported(t *testing.T) {
 batch:
   max_size: 0
   max_delay: -1s
-workers: 0
+workers: -1
 queue:
   policy: sometimes
 engine:
@@ -346,10 +346,10 @@ var badConfigCases = []struct {
 	want string            // in the message
 }{
 	{"queue too large", "queue:\n  size: 2000000000\n", nil, "queue.size", "queue.size: must be within 1..1024, got 2000000000"},
-	{"threads too many", "engine:\n  threads: 100000\n", nil, "engine.threads", "engine.threads: must be within 0..256 (0 = the backend's default), got 100000"},
+	{"threads too many", "engine:\n  threads: 100000\n", nil, "engine.threads", "engine.threads: must be within 0..256 (0 = auto), got 100000"},
 	{"threads negative", "engine:\n  threads: -1\n", nil, "engine.threads", "must be within 0..256"},
 	{"batch too large", "batch:\n  max_size: 1025\n", nil, "batch.max_size", "batch.max_size: must be within 1..1024, got 1025"},
-	{"workers too many", "workers: 65\n", nil, "workers", "workers: must be within 1..64, got 65"},
+	{"workers too many", "workers: 65\n", nil, "workers", "workers: must be within 0..64 (0 = auto), got 65"},
 	{"buffer too large", "nats:\n  buffer: 1048577\n", nil, "nats.buffer", "nats.buffer: must be within 1..1048576, got 1048577"},
 	{"max pending too large", "nats:\n  jetstream:\n    enabled: true\n    max_pending: 65537\n", nil, "nats.jetstream.max_pending", "must be within 1..65536, got 65537"},
 	{"top_k too large", "attention:\n  top_k: 4097\n", nil, "attention.top_k", "attention.top_k: must be within 1..4096, got 4097"},
@@ -359,7 +359,7 @@ var badConfigCases = []struct {
 	{"height too large", "preprocess:\n  height: 100000\n", nil, "preprocess.height", "preprocess.height: must be within 0..8192"},
 	{"too many streams", manyStreams(MaxStreams + 1), nil, "streams", "streams: has 257 streams, at most 256 are allowed"},
 	{"overflow", "queue:\n  size: 99999999999999999999999\n", nil, "queue.size", "queue.size: 99999999999999999999999 is out of range; must be within 1..1024"},
-	{"negative overflow", "workers: -99999999999999999999999\n", nil, "workers", "workers: -99999999999999999999999 is out of range; must be within 1..64"},
+	{"negative overflow", "workers: -99999999999999999999999\n", nil, "workers", "workers: -99999999999999999999999 is out of range; must be within 0..64 (0 = auto)"},
 	{"uint64 wraps", "nats:\n  buffer: 18446744073709551615\n", nil, "nats.buffer", "nats.buffer: 18446744073709551615 is out of range"},
 	{"overflow without bound", "streams:\n  - name: a\n    url: x.mp4\nattention:\n  drift:\n    warmup_frames: 1e30\n", nil, "attention.drift.warmup_frames", "1e30 is out of range"},
 	{"fraction", "queue:\n  size: 2.5\n", nil, "queue.size", "queue.size: 2.5 is not a whole number"},

@@ -32,6 +32,7 @@ func newBenchCmd() *cobra.Command {
 		modelPath, backend, library        string
 		batch, iterations, warmup, threads int
 		noGates, asJSON                    bool
+		profile                            string
 		pb                                 pipelineBench
 	)
 	cmd := &cobra.Command{
@@ -61,7 +62,11 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 				if !cmd.Flags().Changed("batch") {
 					batch = config.Default().Batch.MaxSize // the batch `run` uses
 				}
+				if !cmd.Flags().Changed("threads") {
+					threads = 0 // auto, with --workers, as `run` does
+				}
 				pb.model, pb.backend, pb.library, pb.batch, pb.threads, pb.asJSON = modelPath, backend, library, batch, threads, asJSON
+				pb.cpuprofile = profile
 				return runBenchPipeline(cmd, pb)
 			}
 			if err := pb.unusedFlags(cmd); err != nil {
@@ -95,6 +100,11 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 					return err
 				}
 			}
+			prof, err := startCPUProfile(profile)
+			if err != nil {
+				return err
+			}
+			defer prof.stop()
 			times := make([]time.Duration, iterations)
 			start := time.Now()
 			for i := range times {
@@ -105,6 +115,9 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 				times[i] = time.Since(t0)
 			}
 			total := time.Since(start)
+			if err := prof.stop(); err != nil {
+				return err
+			}
 			slices.Sort(times)
 			out := benchJSON{
 				Engine: string(e.Info().Backend), Model: m.Name, Batch: batch, Threads: threads, Iterations: iterations,
@@ -134,6 +147,7 @@ batch time. SE gates are fetched as in "sestream run"; --no-gates leaves them ou
 	f.StringVar(&library, "library", "", "ONNX Runtime shared library (default: search, see engine.library)")
 	f.BoolVar(&noGates, "no-gates", false, "do not fetch the SE gates (to measure their cost)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.StringVar(&profile, "cpuprofile", "", "write a Go CPU profile (go tool pprof) of the timed batches, or with --pipeline of the pipeline run, to this file")
 	pb.addFlags(f)
 	return cmd
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -62,6 +64,7 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 
 func newRunCmd() *cobra.Command {
 	var streams []string
+	var profile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the pipeline: capture, infer, publish (with no config: the built-in demo)",
@@ -77,10 +80,17 @@ With no --config and no --stream, it runs the built-in demo: the bundled model o
 			if err != nil {
 				return err
 			}
-			return runPipeline(cmd, cfg, streams)
+			prof, err := startCPUProfile(profile)
+			if err != nil {
+				return err
+			}
+			defer prof.stop()
+			err = runPipeline(cmd, cfg, streams)
+			return errors.Join(err, prof.stop())
 		},
 	}
 	addConfigFlags(cmd.Flags())
 	cmd.Flags().StringArrayVar(&streams, "stream", nil, "add a stream NAME=URL (repeatable)")
+	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a Go CPU profile (go tool pprof) of the whole run to this file")
 	return cmd
 }

@@ -47,6 +47,8 @@ type Deps struct {
 	// the publisher; it must return quickly.
 	OnFrame func(*message.Result, *message.Attention)
 	Log     *slog.Logger
+	// CPU, when not nil, counts Handle's CPU time on its thread as pipeline.StageSink.
+	CPU *pipeline.StageCPU
 }
 
 // Sink handles batch results in order. Only one goroutine calls Handle; Window may be called from others.
@@ -96,6 +98,8 @@ func (s *Sink) TakeWindow() Window {
 
 // Handle publishes every frame of one batch result.
 func (s *Sink) Handle(ctx context.Context, res *infer.BatchResult) {
+	span := s.deps.CPU.Start(pipeline.StageSink)
+	defer span.End()
 	if m := s.deps.Metrics; m != nil {
 		m.ObserveBatch(res.Size, s.cfg.MaxBatch, res.Inference)
 	}

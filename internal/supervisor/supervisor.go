@@ -35,6 +35,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +92,7 @@ type Supervisor struct {
 	opts     Options
 	log      *slog.Logger
 	counters *pipeline.Counters
+	cpu      *pipeline.StageCPU
 	states   *sink.States
 	started  time.Time
 	engine   string
@@ -147,7 +150,7 @@ type pusher struct {
 // Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
 // goroutine; it returns once frames are flowing. ctx bounds only the start itself.
 func Start(ctx context.Context, p *plan.Plan, opts Options) (_ *Supervisor, err error) {
-	s := &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), states: sink.NewStates(opts.Metrics),
+	s := &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), cpu: &pipeline.StageCPU{}, states: sink.NewStates(opts.Metrics),
 		started: time.Now(), done: make(chan struct{}), pushers: map[string]*pusher{}}
 	s.hard, s.hardCancel = context.WithCancel(context.Background())
 	s.sources, s.stopSources = context.WithCancel(s.hard)
@@ -223,11 +226,14 @@ func (s *Supervisor) openEngines(ctx context.Context) error {
 			s.log.Info("SE self-check", "block", c.Block, "channels", c.Channels, "max_error", c.MaxError)
 		}
 	}
+	if err := s.chooseLayout(ctx, &eo); err != nil {
+		return err
+	}
 	var err error
 	if s.batcher, err = pipeline.NewBatcher[capture.Frame](p.Batch, p.Workers*2+2, nil); err != nil {
 		return err
 	}
-	io := infer.Options{Model: p.Model, Engine: eo, Preprocess: p.Preprocess, Labels: p.Labels, GateTopK: p.TopK, Thumbnails: s.opts.Thumbnails}
+	io := infer.Options{Model: p.Model, Engine: eo, Preprocess: p.Preprocess, Labels: p.Labels, GateTopK: p.TopK, Thumbnails: s.opts.Thumbnails, CPU: s.cpu}
 	s.pool, err = pipeline.NewPool[*pipeline.Batch[capture.Frame], *infer.BatchResult](p.Workers, p.Workers*2,
 		func(int) (pipeline.Worker[*pipeline.Batch[capture.Frame], *infer.BatchResult], error) {
 			w, err := infer.NewWorker(io, s.batcher.Release)
@@ -246,6 +252,28 @@ func (s *Supervisor) openEngines(ctx context.Context) error {
 	}
 	s.log.Info("model loaded", "model", p.Model.Name, "digest", p.Model.Digest, "se_blocks", len(p.Model.Blocks),
 		"engine", s.engine, "workers", p.Workers, "batch", p.Batch.MaxSize, "batch_delay", p.Batch.MaxDelay)
+	return nil
+}
+
+// chooseLayout fills in workers and engine threads left at 0 (auto) in the plan and in eo, measuring the engine
+// when both are (engine.ChooseLayout), and logs the layout.
+func (s *Supervisor) chooseLayout(ctx context.Context, eo *engine.Options) error {
+	p := s.plan
+	if p.Workers > 0 && eo.Threads > 0 {
+		return nil
+	}
+	cores := runtime.NumCPU()
+	l, trials, err := engine.ChooseLayout(ctx, p.Model, *eo, engine.Layout{Workers: p.Workers, Threads: eo.Threads},
+		cores, p.Batch.MaxSize, engine.AutoLayoutBudget)
+	if err != nil {
+		return fmt.Errorf("engine: choosing workers and threads: %w", err)
+	}
+	p.Workers, p.Engine.Threads, eo.Threads = l.Workers, l.Threads, l.Threads
+	args := []any{"workers", l.Workers, "threads", l.Threads, "cores", cores}
+	for _, t := range trials {
+		args = append(args, fmt.Sprintf("images_per_cpu_s_%dt", t.Threads), math.Round(t.ImagesPerCPUSec))
+	}
+	s.log.Info("layout", args...)
 	return nil
 }
 
@@ -309,7 +337,7 @@ func (s *Supervisor) run() {
 	}
 	s.sink = sink.New(sink.Config{BootID: s.bootID, Model: message.Model{Name: p.Model.Name, Digest: p.Model.Digest},
 		Blocks: p.Model.Blocks, MaxBatch: p.Batch.MaxSize, Drift: p.Drift, IncludeVectors: p.IncludeVectors},
-		sink.Deps{Publisher: framePub, Counters: s.counters, Events: s.events, Metrics: s.opts.Metrics, OnFrame: s.opts.OnFrame, Log: s.log})
+		sink.Deps{Publisher: framePub, Counters: s.counters, Events: s.events, Metrics: s.opts.Metrics, OnFrame: s.opts.OnFrame, Log: s.log, CPU: s.cpu})
 
 	// The event queue ends once every capture goroutine and the sink are done with it.
 	s.eventProducers = newProducers(len(p.Streams)+1, s.events.Close)
@@ -406,7 +434,7 @@ func (s *Supervisor) forward(q *pipeline.Queue[capture.Frame], forwarded chan st
 			case s.frames <- f:
 			case <-s.hard.Done():
 				counters.Cancelled(1)
-				f.Mat.Close()
+				f.Release()
 			}
 		}
 		return nil
@@ -426,7 +454,7 @@ func (s *Supervisor) startStream(st plan.Stream, index int) {
 	s.states.Set(name, source.StateStarting)
 	// A stream started again continues its frame numbers after the frames its earlier runs captured, so
 	// that its Nats-Msg-Ids (stream, boot id, seq) never repeat within the process.
-	src := &capture.Source{Options: st.Source, SeqBase: s.streamStats(name).Captured}
+	src := &capture.Source{Options: st.Source, SeqBase: s.streamStats(name).Captured, CPU: s.cpu}
 	q := pipeline.NewQueue[capture.Frame](name, p.QueueSize, st.Policy, capture.DiscardFrame)
 	s.counters.WatchQueue(name, q)
 	s.goroutine(func() error {
@@ -637,6 +665,9 @@ func (s *Supervisor) Engine() string { return s.engine }
 
 // Counters are the per-stream counters.
 func (s *Supervisor) Counters() *pipeline.Counters { return s.counters }
+
+// StageCPU is the CPU time counted per stage.
+func (s *Supervisor) StageCPU() *pipeline.StageCPU { return s.cpu }
 
 // Workers reports the busy and total inference workers, for metrics.
 func (s *Supervisor) Workers() (busy, total int) { return s.pool.Busy(), s.pool.Size() }

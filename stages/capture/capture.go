@@ -19,17 +19,80 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// Frame is one captured video frame. Whoever receives a Frame owns Mat and must close it
-// (DiscardFrame does).
+// Frame is one captured video frame. Whoever receives a Frame owns Mat and must release it
+// with Release (DiscardFrame does), once, and not use the Mat afterwards.
 type Frame struct {
 	Info pipeline.FrameInfo
 	// Mat holds the decoded pixels as read from the source: 8-bit BGR for video and images.
 	Mat gocv.Mat
+
+	pool *matPool // where Release returns Mat; nil closes it
+}
+
+// Release hands the frame's Mat back to its source for the next frame, or closes it when the frame has no
+// source (pushed and test frames) or its source has ended.
+func (f Frame) Release() {
+	if f.pool != nil {
+		f.pool.put(f.Mat)
+		return
+	}
+	f.Mat.Close()
 }
 
 // DiscardFrame releases a frame's Mat. It is the discard function of frame queues, so
-// frames that a drop policy evicts are closed.
-func DiscardFrame(f Frame) { f.Mat.Close() }
+// frames that a drop policy evicts are released.
+func DiscardFrame(f Frame) { f.Release() }
+
+// matPool recycles the Mats of one source's frames: a Mat released by the worker is read into again, so a
+// steady stream decodes into memory that is already mapped instead of allocating a new frame buffer (about
+// 1 MB) for every frame; such allocations cost a page fault per 4 KiB page each time (about 90-110 minor
+// faults per 640x360 frame in sestream bench --pipeline, docs/BENCHMARKS.md). It keeps at most max Mats.
+// Safe for concurrent use: the reader takes, whoever finishes with a frame puts.
+type matPool struct {
+	mu     sync.Mutex // guards free and closed
+	free   []gocv.Mat
+	closed bool
+	max    int
+}
+
+// maxPooledMats bounds the Mats a source keeps for reuse.
+const maxPooledMats = 16
+
+// get returns a released Mat, or a new one.
+func (p *matPool) get() gocv.Mat {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		m := p.free[n-1]
+		p.free = p.free[:n-1]
+		return m
+	}
+	return gocv.NewMat()
+}
+
+// put keeps m for reuse, or closes it when the pool is full or closed.
+func (p *matPool) put(m gocv.Mat) {
+	p.mu.Lock()
+	keep := !p.closed && len(p.free) < p.max
+	if keep {
+		p.free = append(p.free, m)
+	}
+	p.mu.Unlock()
+	if !keep {
+		m.Close()
+	}
+}
+
+// close closes the kept Mats; Mats put afterwards are closed at once.
+func (p *matPool) close() {
+	p.mu.Lock()
+	free := p.free
+	p.free, p.closed = nil, true
+	p.mu.Unlock()
+	for _, m := range free {
+		m.Close()
+	}
+}
 
 // ErrStalled marks a live source that delivered no frame within its StallTimeout.
 var ErrStalled = errors.New("source stalled")
@@ -46,6 +109,8 @@ type Source struct {
 	// SeqBase is added to every frame's sequence number: a stream started again in the same process (a fleet
 	// moved it away and back) continues its numbering, so its message ids stay unique.
 	SeqBase uint64
+	// CPU, when not nil, counts the reading thread's CPU time in reads as pipeline.StageDecode.
+	CPU *pipeline.StageCPU
 }
 
 // RunSource captures the source described by opts into out until ctx ends or a
@@ -71,7 +136,9 @@ func RunSource(ctx context.Context, opts source.Options, out *pipeline.Queue[Fra
 // returns. On return Run waits up to AbandonWait for such goroutines.
 func (s *Source) Run(ctx context.Context, out *pipeline.Queue[Frame], events func(source.Event)) error {
 	opts := s.Options.WithDefaults()
-	r := &run{opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open, seqBase: s.SeqBase}
+	r := &run{opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open, seqBase: s.SeqBase,
+		cpu: s.CPU, mats: &matPool{max: maxPooledMats}}
+	defer r.mats.close()    // last: frames still in flight close their Mats when released
 	defer r.waitAbandoned() // after out is closed: consumers need not wait for abandoned reads
 	defer out.Close()
 	if r.now == nil {
@@ -101,6 +168,8 @@ type run struct {
 	now    func() time.Time
 	rand   func() float64
 	open   Opener
+	cpu    *pipeline.StageCPU // counts reads as StageDecode; may be nil
+	mats   *matPool           // the Mats frames are read into
 
 	seq       uint64 // frames delivered by this run
 	seqBase   uint64 // added to seq in each frame's sequence number
@@ -225,7 +294,7 @@ func (r *run) session(ctx context.Context, spec source.Spec, attempt int, live b
 				r.emit(source.Event{Kind: message.EventReconnected, Attempt: attempt, Outage: r.now().Sub(r.lostAt)})
 			}
 			r.delivered = true
-			f := Frame{Mat: m.mat, Info: pipeline.FrameInfo{
+			f := Frame{Mat: m.mat, pool: r.mats, Info: pipeline.FrameInfo{
 				Stream: r.opts.Name, Seq: r.seqBase + r.seq, Captured: m.captured, PTS: m.pts, HasPTS: m.hasPTS,
 				Width: m.mat.Cols(), Height: m.mat.Rows(),
 			}}
@@ -265,11 +334,13 @@ func (r *run) read(ctx context.Context, spec source.Spec, msgs chan<- readMsg, w
 	dec := decimator{fps: r.opts.FPS}
 	_, images := rd.(*imageReader)
 	pace := pacer{on: images && r.opts.FPS > 0 || !images && spec.Kind == source.KindFile && r.opts.Realtime}
-	mat := gocv.NewMat()
+	mat := r.mats.get()
 	var end error
 	for ctx.Err() == nil {
 		w.enter(phaseRead)
+		span := r.cpu.Start(pipeline.StageDecode)
 		pts, hasPTS, err := rd.Read(&mat)
+		span.End()
 		w.leave()
 		if err != nil {
 			if errors.Is(err, ErrFrameSkipped) {
@@ -292,13 +363,13 @@ func (r *run) read(ctx context.Context, spec source.Spec, msgs chan<- readMsg, w
 			break
 		}
 		m := readMsg{mat: mat, pts: pts, hasPTS: hasPTS, captured: r.now()}
-		mat = gocv.NewMat()
+		mat = r.mats.get()
 		if !send(m) {
-			m.mat.Close()
+			r.mats.put(m.mat)
 			break
 		}
 	}
-	mat.Close()
+	r.mats.put(mat)
 	rd.Close()
 	if end != nil {
 		send(readMsg{end: end})

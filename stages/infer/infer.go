@@ -35,6 +35,9 @@ type Options struct {
 	// Thumbnails, when not nil, receives each frame before its Mat is closed and makes rate-limited JPEG
 	// thumbnails of some of them; nil makes none. One Thumbnailer is shared by all workers.
 	Thumbnails *Thumbnailer
+	// CPU, when not nil, counts the worker thread's CPU time in preprocessing and in the engine's Run
+	// (pipeline.StagePreprocess, StageInference).
+	CPU *pipeline.StageCPU
 }
 
 // Class is one entry of a frame's top-k.
@@ -144,13 +147,14 @@ func (w *Worker) Close() error {
 	return errors.Join(w.eng.Close(), w.pre.Close())
 }
 
-// Process runs one batch. Every frame's Mat is closed before Process returns; frames that fail to preprocess
+// Process runs one batch. Every frame is released (capture.Frame.Release) before Process returns; frames that fail to preprocess
 // are reported with Err and left out of the engine batch.
 func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) *BatchResult {
 	start := w.now()
 	res := &BatchResult{ID: b.ID, Size: len(b.Items), Engine: string(w.eng.Info().Backend), Frames: make([]FrameResult, len(b.Items))}
 	n := 0
 	rows := make([]int, len(b.Items)) // rows[i] is frame i's row in the engine batch, -1 when it failed
+	span := w.opts.CPU.Start(pipeline.StagePreprocess)
 	for i, f := range b.Items {
 		fr := &res.Frames[i]
 		fr.Info = f.Info
@@ -161,7 +165,7 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 		if w.opts.Thumbnails != nil { // after the timing: a thumbnail is not preprocessing
 			w.opts.Thumbnails.Offer(f.Info, f.Mat)
 		}
-		f.Mat.Close()
+		f.Release()
 		if err != nil {
 			fr.Err = fmt.Errorf("stream %s frame %d: %w", f.Info.Stream, f.Info.Seq, err)
 			rows[i] = -1
@@ -171,6 +175,7 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 		rows[i] = n
 		n++
 	}
+	span.End()
 	if w.release != nil {
 		w.release(b)
 	}
@@ -178,7 +183,9 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 		return res
 	}
 	t0 := w.now()
+	span = w.opts.CPU.Start(pipeline.StageInference)
 	out, err := w.eng.Run(ctx, w.input[:n*w.slot], n)
+	span.End()
 	res.Inference = w.now().Sub(t0)
 	for i := range res.Frames {
 		fr := &res.Frames[i]
