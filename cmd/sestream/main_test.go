@@ -12,7 +12,7 @@ import (
 func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	badConfig := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(badConfig, []byte("batch:\n  max_szie: 3\nworkers: 0\n"), 0o644)
+	os.WriteFile(badConfig, []byte("batch:\n  max_szie: 3\nworkers: -1\n"), 0o644)
 	notModel := filepath.Join(dir, "notes.onnx")
 	os.WriteFile(notModel, []byte("this is text, not a model"), 0o644)
 	cases := []struct {
@@ -25,7 +25,7 @@ func TestExitCodes(t *testing.T) {
 		{"help", []string{"run", "--help"}, exitOK, []string{"built-in demo"}},
 		{"unknown command", []string{"frobnicate"}, exitUsage, []string{"unknown command"}},
 		{"unknown flag", []string{"run", "--bogus"}, exitUsage, []string{"unknown flag"}},
-		{"bad config", []string{"run", "--config", badConfig}, exitUsage, []string{"batch.max_szie: unknown key", "workers: must be within 1..64, got 0"}},
+		{"bad config", []string{"run", "--config", badConfig}, exitUsage, []string{"batch.max_szie: unknown key", "workers: must be within 0..64 (0 = auto), got -1"}},
 		{"missing config", []string{"run", "--config", filepath.Join(dir, "none.yaml")}, exitUsage, []string{"none.yaml"}},
 		{"not a model", []string{"run", "--model", notModel, "--stream", "a=x.mp4"}, exitUsage, []string{"model.path", "notes.onnx"}},
 		{"bad stream flag", []string{"run", "--stream", "no-equals-sign"}, exitUsage, []string{"NAME=URL"}},
