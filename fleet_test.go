@@ -19,7 +19,7 @@ import (
 // every frame it captured is published, starts it again when it comes back (continuing its frame numbers,
 // so no message id repeats), and releases its leases when closed.
 func TestFleetStopAndStartAgain(t *testing.T) {
-	srv := startNATS(t, func(o *server.Options) { o.JetStream = true; o.StoreDir = t.TempDir() })
+	srv := startNATS(t, func(o *server.Options) { o.JetStream = true })
 	clip := makeVideo(t, 50, "160x120")
 	cfg := testConfig(t, srv.ClientURL(), config.Stream{Name: "a", URL: clip, Loop: true, Realtime: true},
 		config.Stream{Name: "b", URL: clip, Loop: true, Realtime: true})

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sestream/sestream/config"
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/message"
 	"github.com/sestream/sestream/stages/source"
 )
@@ -38,20 +39,11 @@ func makeVideo(t *testing.T, frames int, size string) string {
 // startNATS starts an in-process NATS server on a free loopback port, with options changed by each of with.
 func startNATS(t *testing.T, with ...func(*server.Options)) *server.Server {
 	t.Helper()
-	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	o := &server.Options{}
 	for _, f := range with {
 		f(o)
 	}
-	srv, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
+	return testfixtures.NATSServer(t, o)
 }
 
 // collector subscribes to every sestream subject and keeps the messages by kind and stream.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,18 +20,14 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sestream/sestream"
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/model"
 )
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testfixtures.FreePort(t)))
 }
 
 // syncBuffer is a bytes.Buffer safe for the command's goroutines.

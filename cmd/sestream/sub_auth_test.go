@@ -20,24 +20,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/stages/natspub"
 )
-
-// startAuthServer starts an in-process nats-server with opts on a random 127.0.0.1 port.
-func startAuthServer(t *testing.T, opts *server.Options) *server.Server {
-	t.Helper()
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("test nats server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
 
 // startAuthPublisher publishes to an external server with o's credentials.
 func startAuthPublisher(t *testing.T, o natspub.Options) *natspub.Publisher {
@@ -102,7 +87,7 @@ func runSubAuthCases(t *testing.T, p *natspub.Publisher, cases []subAuthCase) {
 }
 
 func TestSubUserPassword(t *testing.T) {
-	s := startAuthServer(t, &server.Options{Username: "alice", Password: "s3cret-pw"})
+	s := testfixtures.NATSServer(t, &server.Options{Username: "alice", Password: "s3cret-pw"})
 	url := s.ClientURL()
 	p := startAuthPublisher(t, natspub.Options{URLs: []string{url}, User: "alice", Password: "s3cret-pw"})
 	dir := t.TempDir()
@@ -124,7 +109,7 @@ func TestSubUserPassword(t *testing.T) {
 }
 
 func TestSubToken(t *testing.T) {
-	s := startAuthServer(t, &server.Options{Authorization: "tok-abc"})
+	s := testfixtures.NATSServer(t, &server.Options{Authorization: "tok-abc"})
 	url := s.ClientURL()
 	p := startAuthPublisher(t, natspub.Options{URLs: []string{url}, Token: "tok-abc"})
 	cfgFile := writeTestFile(t, t.TempDir(), "sestream.yaml", []byte("nats:\n  url: "+url+"\n  token: tok-abc\n"))
@@ -197,7 +182,7 @@ func TestSubTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startAuthServer(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2})
+	s := testfixtures.NATSServer(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2})
 	url := strings.Replace(s.ClientURL(), "nats://", "tls://", 1)
 	p := startAuthPublisher(t, natspub.Options{URLs: []string{url},
 		TLS: natspub.TLSOptions{CAFile: c.ca, CertFile: c.clientCert, KeyFile: c.clientKey}})

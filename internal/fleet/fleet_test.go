@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sestream/sestream/config"
+	"github.com/sestream/sestream/internal/testfixtures"
 )
 
 // fakeRunner records which streams one instance runs, and checks against the others that no stream runs on
@@ -130,16 +131,7 @@ func (p *proxy) pipe(src, dst net.Conn) {
 
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return testfixtures.NATSServer(t, &server.Options{JetStream: true})
 }
 
 type instance struct {

@@ -15,26 +15,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/sestream/sestream/internal/testfixtures"
 )
 
-// runNATSServer starts an in-process nats-server with opts on a random 127.0.0.1 port.
-func runNATSServer(t *testing.T, opts *server.Options) *server.Server {
-	t.Helper()
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("test nats server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
-
 func TestNATSUserPassword(t *testing.T) {
-	s := runNATSServer(t, &server.Options{Username: "alice", Password: "s3cret-pw"})
+	s := testfixtures.NATSServer(t, &server.Options{Username: "alice", Password: "s3cret-pw"})
 	url := s.ClientURL()
 	tests := []struct {
 		name, user, pass string
@@ -81,7 +66,7 @@ func TestNATSUserPassword(t *testing.T) {
 }
 
 func TestNATSToken(t *testing.T) {
-	s := runNATSServer(t, &server.Options{Authorization: "tok-abc"})
+	s := testfixtures.NATSServer(t, &server.Options{Authorization: "tok-abc"})
 	for _, tc := range []struct {
 		token string
 		ok    bool
@@ -145,7 +130,7 @@ func TestNATSTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := runNATSServer(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2})
+	s := testfixtures.NATSServer(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2})
 	url := strings.Replace(s.ClientURL(), "nats://", "tls://", 1)
 	tests := []struct {
 		name string

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/message"
 )
 
@@ -45,7 +46,7 @@ func faultRun(t *testing.T, p *Publisher, srv *natsServerProcess, n, killAt, res
 // TestNATSFaultJetStream: the external nats-server is killed mid-run and restarted on the same
 // store; every result ends up stored exactly once.
 func TestNATSFaultJetStream(t *testing.T) {
-	port, store := natsFreePort(t), t.TempDir()
+	port, store := testfixtures.FreePort(t), t.TempDir()
 	srv := startNATSServer(t, port, "-js", "-sd", store)
 	const n = 400
 	p, logs := newTestPublisher(t, Options{
@@ -77,7 +78,7 @@ func TestNATSFaultJetStream(t *testing.T) {
 // TestNATSFaultCore: with core NATS, every result either reaches a subscriber or is counted as
 // dropped. The publisher's buffer is smaller than the outage, so some are dropped.
 func TestNATSFaultCore(t *testing.T) {
-	port := natsFreePort(t)
+	port := testfixtures.FreePort(t)
 	srv := startNATSServer(t, port)
 	const n, buffer = 400, 50
 

@@ -21,17 +21,6 @@ import (
 	"github.com/sestream/sestream/message"
 )
 
-// natsFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func natsFreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // natsServerProcess is the Debian nats-server binary run as a separate process.
 type natsServerProcess struct {
 	t    testing.TB

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/message"
 )
 
@@ -69,7 +70,7 @@ func checkKindIdentity(t *testing.T, p *Publisher, kinds ...message.Kind) {
 // while the server is gone (more than the buffer holds, then unsent at Close) count as dropped, each exactly
 // once.
 func TestPublishFrameOutcomeOutage(t *testing.T) {
-	s := runNATSServer(t, &server.Options{})
+	s := testfixtures.NATSServer(t, &server.Options{})
 	p, logs := newTestPublisher(t, Options{URLs: []string{s.ClientURL()}, BufferSize: 16,
 		ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 50 * time.Millisecond, ConnectTimeout: 200 * time.Millisecond})
 	out := newFrameOutcomes()
@@ -116,7 +117,7 @@ func TestPublishFrameOutcomeOutage(t *testing.T) {
 // TestPublishFrameOutcomeRefused: a server whose max_payload is smaller than some attention messages makes
 // those frames dropped (their result was confirmed, but a frame counts as published only when both are).
 func TestPublishFrameOutcomeRefused(t *testing.T) {
-	s := runNATSServer(t, &server.Options{MaxPayload: 4096})
+	s := testfixtures.NATSServer(t, &server.Options{MaxPayload: 4096})
 	p, logs := newTestPublisher(t, Options{URLs: []string{s.ClientURL()}})
 	out := newFrameOutcomes()
 	ctx := context.Background()

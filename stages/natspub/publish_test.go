@@ -19,6 +19,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.uber.org/goleak"
 
+	"github.com/sestream/sestream/internal/testfixtures"
 	"github.com/sestream/sestream/message"
 )
 
@@ -202,7 +203,7 @@ func TestPublishBadStreamNames(t *testing.T) {
 // TestNATSUnreachableAtStart: with no server, the default is to log, keep retrying and buffer;
 // FailIfUnreachable makes it an error. When a server appears, the buffered messages go out.
 func TestNATSUnreachableAtStart(t *testing.T) {
-	port := natsFreePort(t)
+	port := testfixtures.FreePort(t)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	fast := Options{URLs: []string{url}, ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 100 * time.Millisecond, ConnectTimeout: 200 * time.Millisecond}
 
@@ -348,7 +349,7 @@ func TestPublisherCloseLeavesNoGoroutines(t *testing.T) {
 // dropped and reported, never silently lost.
 func TestPublisherCloseWhileDisconnected(t *testing.T) {
 	log, logs := natsTestLogger()
-	p, err := New(context.Background(), Options{URLs: []string{"nats://127.0.0.1:" + strconv.Itoa(natsFreePort(t))},
+	p, err := New(context.Background(), Options{URLs: []string{"nats://127.0.0.1:" + strconv.Itoa(testfixtures.FreePort(t))},
 		ConnectTimeout: 100 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
