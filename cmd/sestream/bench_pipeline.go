@@ -386,35 +386,18 @@ func benchEngineRate(ctx context.Context, m *model.Model, opts engine.Options, w
 		}
 	}
 	r, err := measure(func() (int, error) {
-		var (
-			wg    sync.WaitGroup
-			mu    sync.Mutex // guards total and first
-			total int
-			first error
-		)
 		deadline := time.Now().Add(d)
-		for _, e := range engines {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				in := slices.Clone(x) // each engine its own input, as each worker has its own tensor
-				n := 0
-				var err error
-				for time.Now().Before(deadline) && err == nil {
-					if _, err = e.Run(ctx, in, batch); err == nil {
-						n += batch
-					}
+		return runEach(len(engines), func(i int) (int, error) {
+			e, in := engines[i], slices.Clone(x) // each engine its own input, as each worker has its own tensor
+			n := 0
+			var err error
+			for time.Now().Before(deadline) && err == nil {
+				if _, err = e.Run(ctx, in, batch); err == nil {
+					n += batch
 				}
-				mu.Lock()
-				defer mu.Unlock()
-				total += n
-				if first == nil {
-					first = err
-				}
-			}()
-		}
-		wg.Wait()
-		return total, first
+			}
+			return n, err
+		})
 	})
 	return r, string(engines[0].Info().Backend), err
 }
@@ -423,29 +406,35 @@ func benchEngineRate(ctx context.Context, m *model.Model, opts engine.Options, w
 // at the end of the file) and preprocessing every frame into its own tensor.
 func benchDecodeRate(ctx context.Context, video string, streams int, pre preprocess.Options, d time.Duration, cpu *pipeline.StageCPU) (rate, error) {
 	return measure(func() (int, error) {
-		var (
-			wg    sync.WaitGroup
-			mu    sync.Mutex // guards total and first
-			total int
-			first error
-		)
 		deadline := time.Now().Add(d)
-		for range streams {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				n, err := decodeUntil(ctx, video, pre, deadline, cpu)
-				mu.Lock()
-				defer mu.Unlock()
-				total += n
-				if first == nil {
-					first = err
-				}
-			}()
-		}
-		wg.Wait()
-		return total, first
+		return runEach(streams, func(int) (int, error) { return decodeUntil(ctx, video, pre, deadline, cpu) })
 	})
+}
+
+// runEach runs f(0) ... f(n-1) in goroutines of their own and returns the sum of their counts and the
+// first error any of them returned.
+func runEach(n int, f func(i int) (int, error)) (int, error) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex // guards total and first
+		total int
+		first error
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := f(i)
+			mu.Lock()
+			defer mu.Unlock()
+			total += c
+			if first == nil {
+				first = err
+			}
+		}()
+	}
+	wg.Wait()
+	return total, first
 }
 
 // decodeUntil is one decode-only stream: it returns the frames it decoded and preprocessed before deadline.
