@@ -163,6 +163,34 @@ func (c *natsCollector) unique() int {
 	return len(c.seqs)
 }
 
+// missingBefore counts the results 1..n below seq that have not arrived.
+func (c *natsCollector) missingBefore(n, seq uint64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	missing := 0
+	for s := uint64(1); s <= n && s < seq; s++ {
+		if c.seqs[s] == 0 {
+			missing++
+		}
+	}
+	return missing
+}
+
+// waitQuiet waits until want results have arrived, or until none has arrived for 500ms (at most 10s).
+func waitQuiet(t *testing.T, c *natsCollector, want uint64) {
+	t.Helper()
+	last, since := c.unique(), time.Now()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		n := c.unique()
+		if uint64(n) >= want || n == last && time.Since(since) > 500*time.Millisecond {
+			return
+		}
+		if n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
 // natsWaitFor polls cond every 10ms until it holds or timeout passes.
 func natsWaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
