@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"gocv.io/x/gocv"
 
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/engine"
@@ -93,6 +94,7 @@ type Supervisor struct {
 	log      *slog.Logger
 	counters *pipeline.Counters
 	cpu      *pipeline.StageCPU
+	shrink   func(dst *gocv.Mat, src gocv.Mat) bool // scales frames on their capture thread (preprocess.Options.Shrink)
 	states   *sink.States
 	started  time.Time
 	engine   string
@@ -150,7 +152,7 @@ type pusher struct {
 // Start connects to NATS (or starts the embedded server), opens one engine per worker, and starts every
 // goroutine; it returns once frames are flowing. ctx bounds only the start itself.
 func Start(ctx context.Context, p *plan.Plan, opts Options) (_ *Supervisor, err error) {
-	s := &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), cpu: &pipeline.StageCPU{}, states: sink.NewStates(opts.Metrics),
+	s := &Supervisor{plan: p, opts: opts, log: opts.Log, counters: pipeline.NewCounters(), cpu: &pipeline.StageCPU{}, shrink: p.Preprocess.Shrink, states: sink.NewStates(opts.Metrics),
 		started: time.Now(), done: make(chan struct{}), pushers: map[string]*pusher{}}
 	s.hard, s.hardCancel = context.WithCancel(context.Background())
 	s.sources, s.stopSources = context.WithCancel(s.hard)
@@ -454,7 +456,7 @@ func (s *Supervisor) startStream(st plan.Stream, index int) {
 	s.states.Set(name, source.StateStarting)
 	// A stream started again continues its frame numbers after the frames its earlier runs captured, so
 	// that its Nats-Msg-Ids (stream, boot id, seq) never repeat within the process.
-	src := &capture.Source{Options: st.Source, SeqBase: s.streamStats(name).Captured, CPU: s.cpu}
+	src := &capture.Source{Options: st.Source, SeqBase: s.streamStats(name).Captured, CPU: s.cpu, Shrink: s.shrink}
 	q := pipeline.NewQueue[capture.Frame](name, p.QueueSize, st.Policy, capture.DiscardFrame)
 	s.counters.WatchQueue(name, q)
 	s.goroutine(func() error {

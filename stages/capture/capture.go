@@ -25,8 +25,11 @@ type Frame struct {
 	Info pipeline.FrameInfo
 	// Mat holds the decoded pixels as read from the source: 8-bit BGR for video and images.
 	Mat gocv.Mat
+	// Small, when not empty, is Mat scaled by Source.Shrink on the reading thread, while the frame was still
+	// in its cache.
+	Small gocv.Mat
 
-	pool *matPool // where Release returns Mat; nil closes it
+	pool, smallPool *matPool // where Release returns Mat and Small; nil closes them
 }
 
 // Release hands the frame's Mat back to its source for the next frame, or closes it when the frame has no
@@ -34,9 +37,17 @@ type Frame struct {
 func (f Frame) Release() {
 	if f.pool != nil {
 		f.pool.put(f.Mat)
+	} else {
+		f.Mat.Close()
+	}
+	if f.Small.Ptr() == nil {
 		return
 	}
-	f.Mat.Close()
+	if f.smallPool != nil {
+		f.smallPool.put(f.Small)
+	} else {
+		f.Small.Close()
+	}
 }
 
 // DiscardFrame releases a frame's Mat. It is the discard function of frame queues, so
@@ -111,6 +122,9 @@ type Source struct {
 	SeqBase uint64
 	// CPU, when not nil, counts the reading thread's CPU time in reads as pipeline.StageDecode.
 	CPU *pipeline.StageCPU
+	// Shrink, when not nil, scales each frame on the reading thread into Frame.Small (and reports whether it
+	// did), counted as pipeline.StagePreprocess.
+	Shrink func(dst *gocv.Mat, src gocv.Mat) bool
 }
 
 // RunSource captures the source described by opts into out until ctx ends or a
@@ -137,7 +151,8 @@ func RunSource(ctx context.Context, opts source.Options, out *pipeline.Queue[Fra
 func (s *Source) Run(ctx context.Context, out *pipeline.Queue[Frame], events func(source.Event)) error {
 	opts := s.Options.WithDefaults()
 	r := &run{opts: opts, out: out, events: events, now: s.Now, rand: s.Rand, open: s.Open, seqBase: s.SeqBase,
-		cpu: s.CPU, mats: &matPool{max: maxPooledMats}}
+		cpu: s.CPU, mats: &matPool{max: maxPooledMats}, shrink: s.Shrink, smalls: &matPool{max: maxPooledMats}}
+	defer r.smalls.close()
 	defer r.mats.close()    // last: frames still in flight close their Mats when released
 	defer r.waitAbandoned() // after out is closed: consumers need not wait for abandoned reads
 	defer out.Close()
@@ -170,6 +185,8 @@ type run struct {
 	open   Opener
 	cpu    *pipeline.StageCPU // counts reads as StageDecode; may be nil
 	mats   *matPool           // the Mats frames are read into
+	shrink func(dst *gocv.Mat, src gocv.Mat) bool
+	smalls *matPool // the Mats frames are shrunk into
 
 	seq       uint64 // frames delivered by this run
 	seqBase   uint64 // added to seq in each frame's sequence number
@@ -244,12 +261,14 @@ type sessionEnd struct {
 
 // readMsg is what a reader goroutine sends to Run: a frame, a skip, or its end.
 type readMsg struct {
-	mat      gocv.Mat
-	pts      time.Duration
-	hasPTS   bool
-	captured time.Time
-	skip     error // a skipped frame: the source goes on
-	end      error // the reader has ended and closed its source
+	mat        gocv.Mat
+	small      gocv.Mat      // mat shrunk, when Source.Shrink did
+	shrinkTime time.Duration // how long that took
+	pts        time.Duration
+	hasPTS     bool
+	captured   time.Time
+	skip       error // a skipped frame: the source goes on
+	end        error // the reader has ended and closed its source
 }
 
 func (r *run) session(ctx context.Context, spec source.Spec, attempt int, live bool) sessionEnd {
@@ -294,9 +313,9 @@ func (r *run) session(ctx context.Context, spec source.Spec, attempt int, live b
 				r.emit(source.Event{Kind: message.EventReconnected, Attempt: attempt, Outage: r.now().Sub(r.lostAt)})
 			}
 			r.delivered = true
-			f := Frame{Mat: m.mat, pool: r.mats, Info: pipeline.FrameInfo{
+			f := Frame{Mat: m.mat, Small: m.small, pool: r.mats, smallPool: r.smalls, Info: pipeline.FrameInfo{
 				Stream: r.opts.Name, Seq: r.seqBase + r.seq, Captured: m.captured, PTS: m.pts, HasPTS: m.hasPTS,
-				Width: m.mat.Cols(), Height: m.mat.Rows(),
+				Width: m.mat.Cols(), Height: m.mat.Rows(), Timings: pipeline.Timings{Preprocess: m.shrinkTime},
 			}}
 			if _, err := r.out.Push(ctx, f); err != nil {
 				DiscardFrame(f)
@@ -363,9 +382,22 @@ func (r *run) read(ctx context.Context, spec source.Spec, msgs chan<- readMsg, w
 			break
 		}
 		m := readMsg{mat: mat, pts: pts, hasPTS: hasPTS, captured: r.now()}
+		if r.shrink != nil {
+			small := r.smalls.get()
+			span := r.cpu.Start(pipeline.StagePreprocess)
+			if r.shrink(&small, mat) {
+				m.small, m.shrinkTime = small, r.now().Sub(m.captured)
+			} else {
+				r.smalls.put(small)
+			}
+			span.End()
+		}
 		mat = r.mats.get()
 		if !send(m) {
 			r.mats.put(m.mat)
+			if m.small.Ptr() != nil {
+				r.smalls.put(m.small)
+			}
 			break
 		}
 	}

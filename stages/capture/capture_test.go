@@ -1,9 +1,11 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"math"
 	"net/http"
@@ -813,5 +815,49 @@ func BenchmarkCaptureFile(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestCaptureShrink: with Source.Shrink set, every frame arrives with its scaled copy in Small, equal byte
+// for byte to scaling Mat afterwards, and both Mats go back to the source when the frame is released (the Mat
+// count checks that nothing leaks).
+func TestCaptureShrink(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	matcheck.Check(t)
+	path := makeClip(t, filepath.Join(t.TempDir(), "clip.mp4"), "h264", clipFrames)
+	const w, h = 40, 24
+	shrink := func(dst *gocv.Mat, src gocv.Mat) bool {
+		gocv.Resize(src, dst, image.Point{X: w, Y: h}, 0, 0, gocv.InterpolationLinear)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q := pipeline.NewQueue[Frame]("cam", 4, pipeline.Block, DiscardFrame)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- (&Source{Options: source.Options{Name: "cam", URL: path}, Shrink: shrink}).Run(ctx, q, nil)
+	}()
+	want := gocv.NewMat()
+	defer want.Close()
+	n := 0
+	for f := range q.C() {
+		if f.Small.Ptr() == nil || f.Small.Cols() != w || f.Small.Rows() != h {
+			t.Fatalf("frame %d: no %dx%d Small", f.Info.Seq, w, h)
+		}
+		if f.Info.Width != clipW || f.Info.Height != clipH || f.Mat.Cols() != clipW {
+			t.Fatalf("frame %d: %dx%d, Mat %dx%d: the frame itself must stay whole", f.Info.Seq, f.Info.Width, f.Info.Height, f.Mat.Cols(), f.Mat.Rows())
+		}
+		gocv.Resize(f.Mat, &want, image.Point{X: w, Y: h}, 0, 0, gocv.InterpolationLinear)
+		if !bytes.Equal(f.Small.ToBytes(), want.ToBytes()) {
+			t.Fatalf("frame %d: Small differs from Mat scaled afterwards", f.Info.Seq)
+		}
+		n++
+		f.Release()
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if n != clipFrames {
+		t.Fatalf("%d frames, want %d", n, clipFrames)
 	}
 }

@@ -158,10 +158,18 @@ func (w *Worker) Process(ctx context.Context, b *pipeline.Batch[capture.Frame]) 
 	for i, f := range b.Items {
 		fr := &res.Frames[i]
 		fr.Info = f.Info
-		fr.Info.Timings.QueueWait = start.Sub(f.Info.Captured)
+		// A frame shrunk on its capture thread (Frame.Small) comes with that part of its preprocessing timed.
+		fr.Info.Timings.QueueWait = start.Sub(f.Info.Captured) - f.Info.Timings.Preprocess
 		t0 := w.now()
-		tr, err := w.pre.Into(w.input[n*w.slot:(n+1)*w.slot], f.Mat)
-		fr.Info.Timings.Preprocess = w.now().Sub(t0)
+		var tr preprocess.Transform
+		var err error
+		if f.Small.Ptr() != nil { // already scaled on the capture thread
+			tr, err = w.pre.Into(w.input[n*w.slot:(n+1)*w.slot], f.Small)
+			tr = tr.Rescale(f.Mat.Cols(), f.Mat.Rows())
+		} else {
+			tr, err = w.pre.Into(w.input[n*w.slot:(n+1)*w.slot], f.Mat)
+		}
+		fr.Info.Timings.Preprocess += w.now().Sub(t0)
 		if w.opts.Thumbnails != nil { // after the timing: a thumbnail is not preprocessing
 			w.opts.Thumbnails.Offer(f.Info, f.Mat)
 		}

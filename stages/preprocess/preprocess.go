@@ -245,18 +245,12 @@ func (p *Preprocessor) Into(dst []float32, src gocv.Mat) (Transform, error) {
 	t := Transform{SourceWidth: sw, SourceHeight: sh}
 	// nw x nh is the resized frame; (left, top) is where it lands in the tensor
 	// (negative: where the crop starts inside it).
-	var nw, nh, left, top int
+	nw, nh := p.opts.ResizedSize(sw, sh)
+	var left, top int
 	switch p.opts.Resize {
-	case ResizeStretch:
-		nw, nh = W, H
 	case ResizeLetterbox:
-		r := math.Min(float64(W)/float64(sw), float64(H)/float64(sh))
-		nw, nh = min(roundHalfUp(float64(sw)*r), W), min(roundHalfUp(float64(sh)*r), H)
-		nw, nh = max(nw, 1), max(nh, 1)
 		left, top = (W-nw)/2, (H-nh)/2
 	case ResizeCenterCrop:
-		r := math.Max(float64(W)/float64(sw), float64(H)/float64(sh))
-		nw, nh = max(roundHalfUp(float64(sw)*r), W), max(roundHalfUp(float64(sh)*r), H)
 		left, top = -((nw - W) / 2), -((nh - H) / 2)
 	}
 	t.ScaleX, t.ScaleY = float64(nw)/float64(sw), float64(nh)/float64(sh)
@@ -316,6 +310,44 @@ func (p *Preprocessor) Into(dst []float32, src gocv.Mat) (Transform, error) {
 		}
 	}
 	return t, nil
+}
+
+// ResizedSize is the size a sw x sh frame is scaled to before it is cropped or padded to the tensor
+// (o with defaults applied). A frame of that size is not scaled again: Shrink gives one.
+func (o Options) ResizedSize(sw, sh int) (nw, nh int) {
+	W, H := o.Width, o.Height
+	switch o.Resize {
+	case ResizeLetterbox:
+		r := math.Min(float64(W)/float64(sw), float64(H)/float64(sh))
+		nw, nh = min(roundHalfUp(float64(sw)*r), W), min(roundHalfUp(float64(sh)*r), H)
+		return max(nw, 1), max(nh, 1)
+	case ResizeCenterCrop:
+		r := math.Max(float64(W)/float64(sw), float64(H)/float64(sh))
+		return max(roundHalfUp(float64(sw)*r), W), max(roundHalfUp(float64(sh)*r), H)
+	default:
+		return W, H
+	}
+}
+
+// Shrink scales src into dst as Into would before cropping or padding, and reports whether it did: false
+// when src already has that size (dst is then unchanged). Into on dst then gives the same tensor as Into on
+// src, with a Transform relative to dst (see Rescale). o must have its defaults applied. It is safe for
+// concurrent use with distinct dst.
+func (o Options) Shrink(dst *gocv.Mat, src gocv.Mat) bool {
+	nw, nh := o.ResizedSize(src.Cols(), src.Rows())
+	if nw == src.Cols() && nh == src.Rows() {
+		return false
+	}
+	gocv.Resize(src, dst, image.Point{X: nw, Y: nh}, 0, 0, gocv.InterpolationLinear)
+	return true
+}
+
+// Rescale maps a Transform computed on a shrunk copy of a sw x sh frame to the frame itself.
+func (t Transform) Rescale(sw, sh int) Transform {
+	t.ScaleX *= float64(t.SourceWidth) / float64(sw)
+	t.ScaleY *= float64(t.SourceHeight) / float64(sh)
+	t.SourceWidth, t.SourceHeight = sw, sh
+	return t
 }
 
 // roundHalfUp rounds x to the nearest integer, halves up (the golden data's rule).

@@ -115,7 +115,45 @@ func TestPreprocessGolden(t *testing.T) {
 					t.Fatalf("transform source size %dx%d", tr.SourceWidth, tr.SourceHeight)
 				}
 			}
+			checkShrunk(t, p, img, got)
 		})
+	}
+}
+
+// checkShrunk checks that a frame shrunk first (Options.Shrink, as the capture thread does) gives the same
+// tensor, value for value, and after Rescale the same Transform as the frame itself.
+func checkShrunk(t *testing.T, p *Preprocessor, img gocv.Mat, want []float32) {
+	t.Helper()
+	wantTr, err := p.Into(want, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := gocv.NewMat()
+	defer small.Close()
+	o := p.Options()
+	nw, nh := o.ResizedSize(img.Cols(), img.Rows())
+	shrunk := o.Shrink(&small, img)
+	if shrunk != (nw != img.Cols() || nh != img.Rows()) {
+		t.Fatalf("Shrink reported %v for a %dx%d frame resized to %dx%d", shrunk, img.Cols(), img.Rows(), nw, nh)
+	}
+	if !shrunk {
+		return
+	}
+	if small.Cols() != nw || small.Rows() != nh {
+		t.Fatalf("shrunk to %dx%d, want %dx%d", small.Cols(), small.Rows(), nw, nh)
+	}
+	got := make([]float32, len(want))
+	tr, err := p.Into(got, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("shrunk first: value %d is %v, from the frame itself %v", i, got[i], want[i])
+		}
+	}
+	if tr = tr.Rescale(img.Cols(), img.Rows()); tr != wantTr {
+		t.Fatalf("shrunk first: transform %+v, from the frame itself %+v", tr, wantTr)
 	}
 }
 
