@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/internal/fleet"
+	"github.com/sestream/sestream/metrics"
 )
 
 // TestFleetStopAndStartAgain: a one-instance fleet stops a stream removed from the fleet's list only once
@@ -28,7 +30,8 @@ func TestFleetStopAndStartAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, nc := collect(t, srv.ClientURL())
-	p, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	m := metrics.New(metrics.Options{Version: "test"})
+	p, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +111,15 @@ func TestFleetStopAndStartAgain(t *testing.T) {
 		t.Errorf("first frame of a after its restart: boot %s seq %d, want boot %s seq %d", again.BootID, again.Seq, boot, lastSeq+1)
 	}
 
+	// The metrics endpoint shows the fleet as of the last renewal round: both streams held, a's release and
+	// its second acquisition counted.
+	wait("fleet metrics", func() bool {
+		f := fleetMetrics(t, m)
+		return f["sestream_fleet_streams_held"] == 2 && f["sestream_fleet_members"] == 1 && f["sestream_fleet_streams_desired"] == 2 &&
+			f["sestream_fleet_lease_changes_total/acquired"] == 3 && f["sestream_fleet_lease_changes_total/released"] == 1 &&
+			f["sestream_fleet_lease_changes_total/lost"] == 0
+	})
+
 	if err := p.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -120,4 +132,32 @@ func TestFleetStopAndStartAgain(t *testing.T) {
 			t.Errorf("lease of %s after Close: %v %v, want it released", s, e, err)
 		}
 	}
+}
+
+// fleetMetrics gathers m's sestream_fleet_* series by name (name/label value for the labelled one).
+func fleetMetrics(t *testing.T, m *metrics.Metrics) map[string]float64 {
+	t.Helper()
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if !strings.HasPrefix(f.GetName(), "sestream_fleet_") {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range s.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			switch {
+			case s.Gauge != nil:
+				out[name] = s.Gauge.GetValue()
+			case s.Counter != nil:
+				out[name] = s.Counter.GetValue()
+			}
+		}
+	}
+	return out
 }

@@ -73,6 +73,20 @@ type Sources struct {
 	NATS func() NATSState
 	// Workers returns how many inference workers are busy and how many there are.
 	Workers func() (busy, total int)
+	// Fleet returns this instance's fleet state as of its last renewal round, and false when it is not in a
+	// fleet or has not finished a round yet (then no fleet metric is exported).
+	Fleet func() (FleetState, bool)
+}
+
+// FleetState is one fleet member's view, as in its fleet status message (message.FleetStatus).
+type FleetState struct {
+	// Members is the number of live members seen, this one included; Desired the streams in the fleet's list;
+	// Share this instance's fair share of them; Held the streams it holds a lease on.
+	Members, Desired, Share, Held int
+	// OldestRenewalS is the age in seconds of the least recently confirmed renewal among the leases held.
+	OldestRenewalS float64
+	// Acquired, Released and Lost count lease changes since joining (message.FleetMoves); they only grow.
+	Acquired, Released, Lost uint64
 }
 
 // Metrics holds sestream's Prometheus collectors in its own registry (never the global one). The Observe and

@@ -496,3 +496,49 @@ func BenchmarkScrape(b *testing.B) {
 		}
 	}
 }
+
+// TestFleetMetrics: the fleet series appear only while Sources.Fleet reports a state, with its values.
+func TestFleetMetrics(t *testing.T) {
+	m := New(Options{Version: "test"})
+	var (
+		mu    sync.Mutex
+		state FleetState
+		in    bool
+	)
+	src := newFake("a").sources()
+	src.Fleet = func() (FleetState, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return state, in
+	}
+	m.Watch(src)
+	base := serve(t, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	fams, body := scrape(t, base)
+	for name := range fams {
+		if strings.HasPrefix(name, "sestream_fleet_") {
+			t.Fatalf("%s exported before the fleet's first round:\n%s", name, body)
+		}
+	}
+	mu.Lock()
+	state, in = FleetState{Members: 3, Desired: 7, Share: 3, Held: 2, OldestRenewalS: 0.25, Acquired: 4, Released: 2, Lost: 1}, true
+	mu.Unlock()
+	fams, body = scrape(t, base)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"sestream_fleet_members", nil, 3},
+		{"sestream_fleet_streams_desired", nil, 7},
+		{"sestream_fleet_streams_share", nil, 3},
+		{"sestream_fleet_streams_held", nil, 2},
+		{"sestream_fleet_lease_renewal_age_seconds", nil, 0.25},
+		{"sestream_fleet_lease_changes_total", []string{"change", "acquired"}, 4},
+		{"sestream_fleet_lease_changes_total", []string{"change", "released"}, 2},
+		{"sestream_fleet_lease_changes_total", []string{"change", "lost"}, 1},
+	} {
+		if v, ok := fams.value(c.name, c.labels...); !ok || v != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v\n%s", c.name, c.labels, v, ok, c.want, body)
+		}
+	}
+}

@@ -34,6 +34,13 @@ var (
 	descNATSDropped     = desc("nats_dropped_messages_total", "Messages given up: buffer full while disconnected, retries exhausted, rejected, or unsent at shutdown.")
 	descNATSReconnects  = desc("nats_reconnects_total", "Successful reconnections to NATS.")
 
+	descFleetMembers = desc("fleet_members", "Live members of the fleet this instance saw at its last renewal, itself included.")
+	descFleetDesired = desc("fleet_streams_desired", "Streams in the fleet's stream list.")
+	descFleetShare   = desc("fleet_streams_share", "This instance's fair share of the fleet's streams: ceil(desired / members).")
+	descFleetHeld    = desc("fleet_streams_held", "Streams this instance holds a lease on (and runs).")
+	descFleetRenewal = desc("fleet_lease_renewal_age_seconds", "Seconds since the least recently confirmed renewal of this instance's leases, at its last round; a lease is lost at fleet.lease_ttl.")
+	descFleetChanges = desc("fleet_lease_changes_total", "Lease changes since this instance joined its fleet: acquired (stream started), released (handed over on purpose), lost (could not be renewed: stopped without a handover).", "change")
+
 	descReady = desc("ready", "1 when /readyz reports ready: model loaded, a source producing, NATS connected.")
 )
 
@@ -43,7 +50,8 @@ type snapshotCollector struct{ m *Metrics }
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCaptured, descDropped, descFailed, descProcessed, descPublished, descPubDropped, descInFlight,
 		descQueueDepth, descQueueCap, descWorkersBusy, descWorkers, descNATSConnected, descNATSJetStream, descNATSBuffered,
-		descNATSAcksPending, descNATSPublished, descNATSDropped, descNATSReconnects, descReady} {
+		descNATSAcksPending, descNATSPublished, descNATSDropped, descNATSReconnects, descFleetMembers, descFleetDesired,
+		descFleetShare, descFleetHeld, descFleetRenewal, descFleetChanges, descReady} {
 		ch <- d
 	}
 }
@@ -87,6 +95,18 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descNATSPublished, n.Published)
 		counter(descNATSDropped, n.Dropped)
 		counter(descNATSReconnects, n.Reconnects)
+	}
+	if src.Fleet != nil {
+		if f, ok := src.Fleet(); ok {
+			gauge(descFleetMembers, float64(f.Members))
+			gauge(descFleetDesired, float64(f.Desired))
+			gauge(descFleetShare, float64(f.Share))
+			gauge(descFleetHeld, float64(f.Held))
+			gauge(descFleetRenewal, f.OldestRenewalS)
+			counter(descFleetChanges, f.Acquired, "acquired")
+			counter(descFleetChanges, f.Released, "released")
+			counter(descFleetChanges, f.Lost, "lost")
+		}
 	}
 	gauge(descReady, boolFloat(c.m.Readiness().Ready))
 }

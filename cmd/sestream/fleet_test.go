@@ -22,7 +22,7 @@ import (
 	"github.com/sestream/sestream/internal/testfixtures"
 )
 
-// Fleet test timing: a lease TTL of a few seconds, renewed every second.
+// Fleet test timing: the default 15 s lease TTL (above nats-server's 4-9 s election timeout), renewed every 500 ms.
 const (
 	fleetTTL   = 15 * time.Second
 	fleetRenew = 500 * time.Millisecond

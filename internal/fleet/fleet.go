@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,6 +105,8 @@ type Controller struct {
 	rounds          int // renewals since joining
 	moves           message.FleetMoves
 	warn            ratelog.Limiter
+
+	last atomic.Pointer[message.FleetStatus] // the status published last, for readers on other goroutines
 }
 
 // New returns the controller of an instance whose pipeline is runner, publishing on nc with boot id bootID.
@@ -565,8 +568,14 @@ func (c *Controller) Status() message.FleetStatus {
 	return st
 }
 
+// Last is the status this instance published last, or nil before its first renewal round. Unlike Status it is
+// safe to call from any goroutine (the metrics endpoint reads it).
+func (c *Controller) Last() *message.FleetStatus { return c.last.Load() }
+
 func (c *Controller) publish() {
-	data, err := json.Marshal(c.Status())
+	st := c.Status()
+	c.last.Store(&st)
+	data, err := json.Marshal(st)
 	if err != nil {
 		return
 	}

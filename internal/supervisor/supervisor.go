@@ -95,6 +95,7 @@ type Supervisor struct {
 	counters *pipeline.Counters
 	cpu      *pipeline.StageCPU
 	shrink   func(dst *gocv.Mat, src gocv.Mat) bool // scales frames on their capture thread (preprocess.Options.Shrink)
+	fleet    atomic.Pointer[fleet.Controller]       // set when the fleet starts; read by the metrics endpoint
 	states   *sink.States
 	started  time.Time
 	engine   string
@@ -181,7 +182,7 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (_ *Supervisor, err 
 		return nil, err
 	}
 	if m := opts.Metrics; m != nil {
-		m.Watch(metrics.Sources{Streams: s.counters.Snapshot, NATS: s.natsState(), Workers: s.Workers})
+		m.Watch(metrics.Sources{Streams: s.counters.Snapshot, NATS: s.natsState(), Workers: s.Workers, Fleet: s.fleetState})
 	}
 	if err := s.openEngines(ctx); err != nil {
 		return nil, err
@@ -388,6 +389,7 @@ func (s *Supervisor) run() {
 
 	if p.Fleet != nil {
 		ctl := fleet.New(*p.Fleet, s.pub.Conn(), s.bootID, s, s.log)
+		s.fleet.Store(ctl)
 		s.goroutine(func() error {
 			err := ctl.Run(s.sources, s.hard)
 			if err != nil {
@@ -670,6 +672,24 @@ func (s *Supervisor) Counters() *pipeline.Counters { return s.counters }
 
 // StageCPU is the CPU time counted per stage.
 func (s *Supervisor) StageCPU() *pipeline.StageCPU { return s.cpu }
+
+// fleetState is the fleet controller's last round for the metrics endpoint; false without a fleet.
+func (s *Supervisor) fleetState() (metrics.FleetState, bool) {
+	ctl := s.fleet.Load()
+	if ctl == nil {
+		return metrics.FleetState{}, false
+	}
+	st := ctl.Last()
+	if st == nil {
+		return metrics.FleetState{}, false
+	}
+	f := metrics.FleetState{Members: len(st.Members), Desired: st.Desired, Share: st.Share, Held: len(st.Streams),
+		Acquired: st.Moves.Acquired, Released: st.Moves.Released, Lost: st.Moves.Lost}
+	for _, l := range st.Streams {
+		f.OldestRenewalS = max(f.OldestRenewalS, l.RenewedAgoS)
+	}
+	return f, true
+}
 
 // Workers reports the busy and total inference workers, for metrics.
 func (s *Supervisor) Workers() (busy, total int) { return s.pool.Busy(), s.pool.Size() }
