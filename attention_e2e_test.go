@@ -113,7 +113,10 @@ func TestAttentionDriftOnTamperVideo(t *testing.T) {
 	}
 	const fps = 12
 	// within is how many frames after a window's start its rise must come; 0: not detected on this model
-	// (reported, not asserted). The 1 s goal holds for the first group.
+	// (reported, not asserted). The first line is the 1 s requirement, for the six kinds the detector is built
+	// for (lens covered, lights dimmed, strong defocus, camera moved, frozen picture, a different scene). The
+	// second holds the harder variants to their measured delay rounded up, as a regression guard; why they are
+	// slower is measured in docs/attention.md.
 	within := map[string]uint64{"black": fps, "dim": fps, "blur_strong": fps, "crop": fps, "freeze": fps, "snow": fps,
 		"blur": 30, "noise": 30, "scene": 42, "shift": 0}
 	var rises []uint64
