@@ -302,7 +302,10 @@ type ffmpegOptions struct {
 const ffmpegOptionsEnv = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 // ffmpegCaptureOptions is the value of OPENCV_FFMPEG_CAPTURE_OPTIONS for opts: pairs
-// "key;value" joined by "|". timeout is FFmpeg's socket timeout in microseconds.
+// "key;value" joined by "|". timeout is FFmpeg's socket timeout in microseconds: twice the stall
+// timeout, so that the watchdog reports a stall first. With the two equal, a frozen server raced
+// them: each socket timeout let the decoder hand out one more buffered frame, which restarted the
+// watchdog, and the loss came several stall timeouts late as a failed read.
 func ffmpegCaptureOptions(opts source.Options) string {
 	transport := opts.Transport
 	if transport == "" {
@@ -312,7 +315,7 @@ func ffmpegCaptureOptions(opts source.Options) string {
 	if stall <= 0 {
 		stall = source.DefaultStallTimeout
 	}
-	return "rtsp_transport;" + transport + "|timeout;" + strconv.FormatInt(stall.Microseconds(), 10)
+	return "rtsp_transport;" + transport + "|timeout;" + strconv.FormatInt(2*stall.Microseconds(), 10)
 }
 
 // apply sets the variable for opts and returns the function that releases the lock.

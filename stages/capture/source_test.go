@@ -18,8 +18,8 @@ func TestFFmpegCaptureOptions(t *testing.T) {
 		opts source.Options
 		want string
 	}{
-		{source.Options{}, "rtsp_transport;tcp|timeout;10000000"},
-		{source.Options{Transport: "udp", StallTimeout: 3 * time.Second}, "rtsp_transport;udp|timeout;3000000"},
+		{source.Options{}, "rtsp_transport;tcp|timeout;20000000"},
+		{source.Options{Transport: "udp", StallTimeout: 3 * time.Second}, "rtsp_transport;udp|timeout;6000000"},
 	} {
 		if got := ffmpegCaptureOptions(tc.opts); got != tc.want {
 			t.Errorf("ffmpegCaptureOptions(%+v) = %q, want %q", tc.opts, got, tc.want)
