@@ -3,6 +3,8 @@ package message
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -130,7 +132,7 @@ func TestDocsExamples(t *testing.T) {
 	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllSubmatch(doc, -1)
 	seen := make(map[Kind]bool)
 	for i, b := range blocks {
-		kind, _, err := Decode(b[1])
+		kind, msg, err := Decode(b[1])
 		if err != nil {
 			t.Errorf("docs/messages.md example %d: %v", i+1, err)
 			continue
@@ -139,12 +141,52 @@ func TestDocsExamples(t *testing.T) {
 		if err := validate(t, schemas[kind], b[1]); err != nil {
 			t.Errorf("docs/messages.md example %d (%s) does not validate: %v", i+1, kind, err)
 		}
+		if a, ok := msg.(*Attention); ok {
+			for _, bl := range a.Blocks {
+				if err := statsConsistent(bl); err != nil {
+					t.Errorf("docs/messages.md example %d, block %q: %v", i+1, bl.Name, err)
+				}
+			}
+		}
 	}
 	for _, k := range Kinds {
 		if !seen[k] {
 			t.Errorf("docs/messages.md has no example of a %s message", k)
 		}
 	}
+}
+
+// statsConsistent checks that a block's statistics could come from one gate vector: effective channels
+// are C^entropy, saturated and suppressed are whole numbers of channels, the top gates are in order within
+// [min, max] with max first, and the saturated fraction counts the top gates above 0.9.
+func statsConsistent(b Block) error {
+	c := float64(b.Channels)
+	if want := math.Pow(c, b.Entropy); math.Abs(b.EffectiveChannels-want) > 0.01*want {
+		return fmt.Errorf("effective_channels %v, but channels^entropy = %.2f", b.EffectiveChannels, want)
+	}
+	for name, f := range map[string]float64{"saturated": b.Saturated, "suppressed": b.Suppressed} {
+		if n := f * c; math.Abs(n-math.Round(n)) > 1e-6 {
+			return fmt.Errorf("%s %v is %.2f of %d channels, not a whole number", name, f, n, b.Channels)
+		}
+	}
+	above := 0
+	for i, g := range b.Top {
+		v := float64(g.Value)
+		if v < b.Min || v > b.Max+1e-6 || i > 0 && v > float64(b.Top[i-1].Value) {
+			return fmt.Errorf("top gate %d (%v) out of order or outside [min %v, max %v]", i, v, b.Min, b.Max)
+		}
+		if v > 0.9 {
+			above++
+		}
+	}
+	if len(b.Top) > 0 && math.Abs(float64(b.Top[0].Value)-b.Max) > 1e-6 {
+		return fmt.Errorf("largest top gate %v, max %v", b.Top[0].Value, b.Max)
+	}
+	n := int(math.Round(b.Saturated * c))
+	if n < above || above < len(b.Top) && n != above {
+		return fmt.Errorf("saturated is %d channels, but %d of the top %d gates are above 0.9", n, above, len(b.Top))
+	}
+	return nil
 }
 
 func TestRoundTrip(t *testing.T) {
