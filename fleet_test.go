@@ -10,22 +10,26 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sestream/sestream/config"
 	"github.com/sestream/sestream/internal/fleet"
 	"github.com/sestream/sestream/metrics"
+	"github.com/sestream/sestream/stages/natspub"
 )
 
-// TestFleetStopAndStartAgain: a one-instance fleet stops a stream removed from the fleet's list only once
-// every frame it captured is published, starts it again when it comes back (continuing its frame numbers,
-// so no message id repeats), and releases its leases when closed.
+// TestFleetStopAndStartAgain: a one-instance fleet, publishing with JetStream, stops a stream removed from
+// the fleet's list only once every frame it captured is published, starts it again when it comes back
+// (continuing its frame numbers, so no message id repeats: the JetStream stream holds every result once),
+// and releases its leases when closed.
 func TestFleetStopAndStartAgain(t *testing.T) {
 	srv := startNATS(t, func(o *server.Options) { o.JetStream = true })
 	clip := makeVideo(t, 50, "160x120")
 	cfg := testConfig(t, srv.ClientURL(), config.Stream{Name: "a", URL: clip, Loop: true, Realtime: true},
 		config.Stream{Name: "b", URL: clip, Loop: true, Realtime: true})
 	cfg.Fleet = config.Fleet{Enabled: true, Name: "one", LeaseTTL: 3 * time.Second, RenewInterval: 200 * time.Millisecond, MaxMoves: 1, Replicas: 1}
+	cfg.NATS.JetStream.Enabled, cfg.NATS.JetStream.Create = true, true
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +127,40 @@ func TestFleetStopAndStartAgain(t *testing.T) {
 	if err := p.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	// Every result of a, from both of its runs, is in the JetStream stream exactly once, under its own id.
+	stream, err := js.Stream(ctx, natspub.DefaultStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{cfg.NATS.Prefix + ".a.result"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			id := msg.Headers().Get(nats.MsgIdHdr)
+			if id == "" || ids[id] {
+				t.Errorf("result in the JetStream stream with id %q: missing or repeated", id)
+			}
+			ids[id] = true
+		}
+		if n == 0 {
+			break
+		}
+	}
+	wait("the subscriber has every result of a", func() bool { n, _, _ := count("a"); return n >= len(ids) })
+	t.Logf("%d results of a in the JetStream stream", len(ids))
+	if received, _, _ := count("a"); len(ids) != received {
+		t.Errorf("JetStream stream holds %d results of a, %d were delivered", len(ids), received)
+	}
+
 	leases, err := js.KeyValue(ctx, cfg.Fleet.BucketName())
 	if err != nil {
 		t.Fatal(err)
