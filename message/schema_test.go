@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/sestream/sestream/se"
 )
 
 // compileSchemas compiles docs/schemas/<kind>.json for every kind.
@@ -158,7 +160,7 @@ func TestDocsExamples(t *testing.T) {
 
 // statsConsistent checks that a block's statistics could come from one gate vector: effective channels
 // are C^entropy, saturated and suppressed are whole numbers of channels, the top gates are in order within
-// [min, max] with max first, and the saturated fraction counts the top gates above 0.9.
+// [min, max] with max first, and the saturated fraction counts the top gates above se.SaturatedAbove.
 func statsConsistent(b Block) error {
 	c := float64(b.Channels)
 	if want := math.Pow(c, b.Entropy); math.Abs(b.EffectiveChannels-want) > 0.01*want {
@@ -175,7 +177,7 @@ func statsConsistent(b Block) error {
 		if v < b.Min || v > b.Max+1e-6 || i > 0 && v > float64(b.Top[i-1].Value) {
 			return fmt.Errorf("top gate %d (%v) out of order or outside [min %v, max %v]", i, v, b.Min, b.Max)
 		}
-		if v > 0.9 {
+		if v > se.SaturatedAbove {
 			above++
 		}
 	}
@@ -184,7 +186,7 @@ func statsConsistent(b Block) error {
 	}
 	n := int(math.Round(b.Saturated * c))
 	if n < above || above < len(b.Top) && n != above {
-		return fmt.Errorf("saturated is %d channels, but %d of the top %d gates are above 0.9", n, above, len(b.Top))
+		return fmt.Errorf("saturated is %d channels, but %d of the top %d gates are above %v", n, above, len(b.Top), se.SaturatedAbove)
 	}
 	return nil
 }
